@@ -294,12 +294,12 @@ def _draw_labels(a: Attributes, rng: np.random.Generator, jitter: float) -> Imag
         _ellipse(d, cx, ny, 0.1 * r, 0.08 * r, _R["nose"])
 
     # 5. mouth: an open smile (a chord with teeth) or a straight line
-    my, mw = cy + 0.52 * r, 0.36 * rx
+    my, mw = cy + 0.5 * r, 0.4 * rx
     if a.smiling:
-        d.chord((cx - mw, my - 0.3 * r, cx + mw, my + 0.25 * r), 0, 180, fill=_R["mouth"])
-        d.rectangle((cx - 0.6 * mw, my - 0.03 * r, cx + 0.6 * mw, my + 0.05 * r), fill=_R["teeth"])
+        d.chord((cx - mw, my - 0.36 * r, cx + mw, my + 0.36 * r), 0, 180, fill=_R["mouth"])
+        d.rectangle((cx - 0.6 * mw, my, cx + 0.6 * mw, my + 0.08 * r), fill=_R["teeth"])
     else:
-        d.rectangle((cx - 0.8 * mw, my - 0.03 * r, cx + 0.8 * mw, my + 0.07 * r), fill=_R["mouth"])
+        d.rectangle((cx - 0.6 * mw, my + 0.02 * r, cx + 0.6 * mw, my + 0.13 * r), fill=_R["mouth"])
 
     # 6. hat
     if a.hat:

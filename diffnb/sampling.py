@@ -1,0 +1,183 @@
+"""Sampling: the reverse process of a diffusion model, written from the thesis's Eqs. 3-6.
+
+Notation (thesis §3.1, which writes alpha_t for what DDIM calls alpha_bar_t):
+
+    pred_x0 = P_t  = (x_t - sqrt(1 - alpha_bar_t) * eps) / sqrt(alpha_bar_t)                 (Eq. 4)
+    dir_xt  = D_t  = sqrt(1 - alpha_bar_prev - sigma_t^2) * eps                              (Eq. 5)
+    sigma_t        = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) * sqrt(1 - alpha_bar_t / alpha_bar_prev)  (Eq. 6)
+    x_prev         = sqrt(alpha_bar_prev) * P_t + D_t + sigma_t * z                          (Eq. 3)
+
+`ddim_step` and `ddpm_step` are the hand-written steps that notebook 01 teaches; the tests show them equal to
+diffusers' `DDIMScheduler.step` / `DDPMScheduler.step`. `sample` itself drives the diffusers scheduler, so
+every later notebook uses the library's maths.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Union
+
+import torch
+
+
+@dataclass
+class StepOutput:
+    """One reverse step."""
+    prev_sample: torch.Tensor     # x_{t-1}, shape of x_t
+    pred_x0: torch.Tensor         # P_t (Eq. 4)
+    dir_xt: torch.Tensor          # D_t (Eq. 5); for ddpm_step the x_t term of the posterior mean
+    sigma: float                  # sigma_t (Eq. 6)
+
+
+@dataclass
+class SamplingOutput:
+    """The result of `sample`."""
+    images: torch.Tensor                          # (B, C, H, W) x_0 in [-1, 1]
+    x_T: torch.Tensor                             # the starting noise
+    timesteps: list                               # the timesteps visited, high to low
+    trajectory: list = field(default_factory=list)  # per step dicts {t, x_t, pred_x0, dir_xt} if asked for
+
+
+def alpha_bar_pair(scheduler, t: int):
+    """(alpha_bar_t, alpha_bar_prev, prev_t) for the scheduler's current spacing (set_timesteps first)."""
+    n_train = scheduler.config.num_train_timesteps
+    n_inf = scheduler.num_inference_steps or n_train
+    prev_t = int(t) - n_train // n_inf
+    a_t = scheduler.alphas_cumprod[int(t)]
+    if prev_t >= 0:
+        a_prev = scheduler.alphas_cumprod[prev_t]
+    else:  # DDIM's final step uses final_alpha_cumprod (1.0 with set_alpha_to_one); DDPM uses 1.0
+        a_prev = getattr(scheduler, "final_alpha_cumprod", torch.tensor(1.0))
+    return a_t, a_prev, prev_t
+
+
+def pred_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t) -> torch.Tensor:
+    """P_t, the predicted x_0 (Eq. 4)."""
+    return (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t ** 0.5
+
+
+def ddim_sigma(alpha_bar_t, alpha_bar_prev, eta: float):
+    """sigma_t (Eq. 6): 0 for DDIM (eta=0), the DDPM posterior std for eta=1."""
+    return eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)) ** 0.5
+
+
+def dir_xt(eps: torch.Tensor, alpha_bar_prev, sigma) -> torch.Tensor:
+    """D_t, the direction pointing to x_t (Eq. 5)."""
+    return (1 - alpha_bar_prev - sigma ** 2) ** 0.5 * eps
+
+
+def ddim_step(eps: torch.Tensor, t: int, x_t: torch.Tensor, scheduler, eta: float = 0.0,
+              noise: Optional[torch.Tensor] = None, clip_sample: Optional[bool] = None,
+              use_clipped_model_output: bool = False) -> StepOutput:
+    """One DDIM step x_t -> x_{t-1} (Eq. 3), the same maths as diffusers' `DDIMScheduler.step`.
+
+    eps: (B, C, H, W) noise prediction at x_t; noise: the z_t to add when eta > 0 (drawn by the caller).
+    clip_sample defaults to the scheduler's config; clipping P_t to [-1, 1] is diffusers' behaviour.
+    """
+    # 1. alpha_bar_t and alpha_bar_prev for this spacing
+    a_t, a_prev, _ = alpha_bar_pair(scheduler, t)
+    # 2. P_t (Eq. 4), optionally clipped
+    p = pred_x0(x_t, eps, a_t)
+    if scheduler.config.clip_sample if clip_sample is None else clip_sample:
+        r = scheduler.config.clip_sample_range
+        p = p.clamp(-r, r)
+        if use_clipped_model_output:  # re-derive eps from the clipped P_t
+            eps = (x_t - a_t ** 0.5 * p) / (1 - a_t) ** 0.5
+    # 3. sigma_t (Eq. 6) and D_t (Eq. 5)
+    sigma = ddim_sigma(a_t, a_prev, eta)
+    d = dir_xt(eps, a_prev, sigma)
+    # 4. x_{t-1} (Eq. 3)
+    prev = a_prev ** 0.5 * p + d
+    if eta > 0:
+        if noise is None:
+            raise ValueError("ddim_step with eta > 0 needs `noise` (the z_t of Eq. 3), e.g. torch.randn_like(x_t)")
+        prev = prev + sigma * noise
+    return StepOutput(prev, p, d, float(sigma))
+
+
+def ddpm_step(eps: torch.Tensor, t: int, x_t: torch.Tensor, scheduler,
+              noise: Optional[torch.Tensor] = None, clip_sample: Optional[bool] = None) -> StepOutput:
+    """One ancestral DDPM step through the posterior q(x_{t-1} | x_t, P_t) (Ho et al. Eqs. 6-7), the same maths
+    as diffusers' `DDPMScheduler.step` with variance_type 'fixed_small'. Without clipping it equals
+    `ddim_step(..., eta=1)`: DDPM is DDIM with eta = 1."""
+    # 1. alphas and betas for this spacing
+    a_t, a_prev, _ = alpha_bar_pair(scheduler, t)
+    beta_t = 1 - a_t / a_prev
+    # 2. P_t (Eq. 4), optionally clipped
+    p = pred_x0(x_t, eps, a_t)
+    if scheduler.config.clip_sample if clip_sample is None else clip_sample:
+        r = scheduler.config.clip_sample_range
+        p = p.clamp(-r, r)
+    # 3. posterior mean mu = c0 * P_t + ct * x_t
+    c0 = a_prev ** 0.5 * beta_t / (1 - a_t)
+    ct = (1 - beta_t) ** 0.5 * (1 - a_prev) / (1 - a_t)
+    mean = c0 * p + ct * x_t
+    # 4. posterior std sigma_t (= Eq. 6 with eta = 1)
+    sigma = ddim_sigma(a_t, a_prev, 1.0) if int(t) > 0 else 0.0
+    if float(sigma) > 0:
+        if noise is None:
+            raise ValueError("ddpm_step needs `noise` (the z_t of Eq. 3) for t > 0, e.g. torch.randn_like(x_t)")
+        mean = mean + sigma * noise
+    return StepOutput(mean, p, ct * x_t, float(sigma))
+
+
+def classifier_free_guidance(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, guidance_scale: float):
+    """eps_uncond + w * (eps_cond - eps_uncond) (Ho & Salimans); w = 1 is the conditional model alone."""
+    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+
+EpsModel = Union[torch.nn.Module, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
+
+
+def predict_eps(model: EpsModel, x_t: torch.Tensor, t) -> torch.Tensor:
+    """eps_theta(x_t, t) for a diffusers UNet2DModel or any callable (x_t, t) -> eps."""
+    out = model(x_t, t)
+    return out.sample if hasattr(out, "sample") else out
+
+
+def _check_sampling_args(batch_size, num_inference_steps, eta, n_train):
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= n_train:
+        raise ValueError(f"num_inference_steps must be an integer in [1, {n_train}], got {num_inference_steps!r}")
+    if not 0.0 <= float(eta) <= 1.0:
+        raise ValueError(f"eta must be in [0, 1] (0 = DDIM, 1 = DDPM), got {eta!r}")
+
+
+@torch.inference_mode()
+def sample(model: EpsModel, scheduler, batch_size: int = 16, num_inference_steps: int = 50, eta: float = 0.0,
+           generator: Optional[torch.Generator] = None, x_T: Optional[torch.Tensor] = None,
+           image_shape: Optional[tuple] = None, return_trajectory: bool = False,
+           device: Optional[Union[str, torch.device]] = None) -> SamplingOutput:
+    """Draw images with a diffusers scheduler: DDIMScheduler (any eta) or DDPMScheduler (eta ignored).
+
+    Noise comes from `generator` (a CPU torch.Generator) so the same seed gives the same pixels on any device.
+    image_shape (C, H, W) defaults to the UNet's config.
+    """
+    from diffusers import DDIMScheduler, DDPMScheduler
+    from diffusers.utils.torch_utils import randn_tensor
+
+    if not isinstance(scheduler, (DDIMScheduler, DDPMScheduler)):
+        raise TypeError(f"scheduler must be a diffusers DDIMScheduler or DDPMScheduler, got {type(scheduler).__name__}")
+    _check_sampling_args(batch_size, num_inference_steps, eta, scheduler.config.num_train_timesteps)
+    if image_shape is None:
+        cfg = model.config
+        image_shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
+    device = torch.device(device) if device is not None else next(iter(getattr(model, "parameters", lambda: [torch.empty(0)])())).device
+    if x_T is None:
+        x_T = randn_tensor((batch_size, *image_shape), generator=generator, device=torch.device("cpu"))
+    x = x_T.to(device)
+    scheduler.set_timesteps(num_inference_steps)
+    trajectory = []
+    is_ddim = isinstance(scheduler, DDIMScheduler)
+    for t in scheduler.timesteps:
+        eps = predict_eps(model, x, t)
+        kwargs = {"eta": eta} if is_ddim else {}
+        out = scheduler.step(eps, t, x, generator=generator, **kwargs)
+        if return_trajectory:
+            a_t, a_prev, _ = alpha_bar_pair(scheduler, t)
+            sigma = ddim_sigma(a_t, a_prev, eta if is_ddim else 1.0)
+            trajectory.append({"t": int(t), "x_t": x.cpu(), "pred_x0": out.pred_original_sample.cpu(),
+                               "dir_xt": dir_xt(eps, a_prev, sigma).cpu()})
+        x = out.prev_sample
+    return SamplingOutput(images=x.clamp(-1, 1).cpu(), x_T=x_T.cpu(), timesteps=[int(t) for t in scheduler.timesteps],
+                          trajectory=trajectory)
