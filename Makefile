@@ -1,0 +1,64 @@
+# diffnb: set up, open, test and benchmark the course.
+#   make lab     set everything up, then open JupyterLab on notebooks/
+#   make test    set everything up, then run the unit tests and every notebook under nbval
+#   make bench   per-notebook times and throughputs (python -m diffnb.bench)
+# Bootstraps with python3 (>= 3.11, the pinned set needs it); override with `make PYTHON=python3.11 lab`.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+LOCK   := requirements-lock.txt
+STAMP  := $(VENV)/.installed
+# torch and torchvision are installed first and together, at the versions the lock pins
+# (a torchvision built for another torch does not import).
+TORCH_PINS = $(shell grep -E '^(torch|torchvision)==' $(LOCK))
+
+# Notebooks are tested in nbval's lax mode: every cell must run without error, and the outputs of
+# cells marked `# NBVAL_CHECK_OUTPUT` must match the saved ones after sanitising (STYLE.md, Tests).
+NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
+              --nbval-sanitize-with=tests/nbval_sanitize.cfg
+
+.PHONY: venv install lab test bench lock clean distclean
+
+venv install: $(STAMP)
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "error: $(PYTHON) is not Python >= 3.11, which the pinned set in $(LOCK) needs;" \
+	         "run e.g. 'make PYTHON=python3.11 $(MAKECMDGOALS)'" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# Re-runs only when the lock or pyproject.toml changes (the stamp is newer than both otherwise).
+$(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -c $(LOCK) $(TORCH_PINS)
+	$(BIN)/pip install -c $(LOCK) -e ".[lab,test]"
+	touch $@
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+# nbval is skipped while notebooks/ holds no .ipynb; pytest's exit code 5 ("no tests collected")
+# is not a failure either.
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+	  set -x; HF_HUB_OFFLINE=1 $(BIN)/python -m pytest notebooks/ $(NBVAL_OPTS) || test $$? -eq 5; \
+	else \
+	  echo "nbval: no notebooks in notebooks/ yet, skipped"; \
+	fi
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m diffnb.bench $(BENCH_ARGS)
+
+# Rewrite the lock from the current .venv (after a deliberate upgrade that passes `make test`).
+lock:
+	{ sed -n '/^#/p' $(LOCK); $(BIN)/pip freeze --exclude-editable | grep -v -E '^(-e |diffnb)'; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+
+clean:
+	rm -rf build *.egg-info .pytest_cache tests/.pytest_cache $(STAMP)
+	find . -path ./$(VENV) -prune -o -type d \( -name __pycache__ -o -name .ipynb_checkpoints \) \
+	  -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

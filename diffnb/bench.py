@@ -1,0 +1,146 @@
+"""The course benchmark: wall time of every notebook, and the throughputs the notebooks rely on.
+
+    python -m diffnb.bench [--json] [--notebooks PATTERN] [--skip-notebooks]
+
+Notebooks run headless with nbclient (kernel python3, cwd notebooks/) and are never written back.
+Budgets (DESIGN.md, toy mode, 2-core CPU): each notebook <= 120 s, the course <= 900 s.
+
+More measurements (e.g. SDD's one forward pass against SDEdit) are registered in EXTRA_BENCHMARKS as
+(name, unit, callable); the callable takes nothing, returns a float and imports what it needs inside,
+so that a part that does not exist yet is reported as unavailable instead of breaking the run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+PER_NOTEBOOK_BUDGET_S = 120.0   # DESIGN.md: each notebook, default settings
+COURSE_BUDGET_S = 900.0         # DESIGN.md: the whole course
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks
+EXTRA_BENCHMARKS: list[tuple[str, str, Callable[[], float]]] = [
+    # ("sdd_speedup_vs_sdedit", "x", lambda: __import__("diffnb.sdd").sdd.speedup_vs_sdedit()),
+]
+
+
+@dataclass
+class Result:
+    """One measurement."""
+    name: str             # what was measured
+    value: float | None   # None when it could not be measured
+    unit: str             # "s", "images/s", ...
+    note: str = ""        # why it is unavailable, or that it is over budget
+
+
+def measure(name: str, unit: str, fn: Callable[[], float], failed: str = "unavailable") -> Result:
+    """Run fn() and wrap its float; an exception becomes a result with value None, not a crash."""
+    try:
+        return Result(name, float(fn()), unit)
+    except Exception as exc:  # noqa: BLE001 -- report whatever went wrong, keep benchmarking
+        last = ([ln for ln in _ANSI.sub("", str(exc)).splitlines() if ln.strip()] or [""])[-1]
+        return Result(name, None, unit, f"{failed}: {type(exc).__name__}: {last[:200]}")
+
+
+def notebook_seconds(path: Path, cell_timeout: int = 600) -> float:
+    """Execute a notebook top to bottom in memory (never saved) and return its wall seconds."""
+    import nbformat
+    from nbclient import NotebookClient
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    client.execute()
+    return time.perf_counter() - start
+
+
+def world_images_per_s(n: int = 2000, seed: int = 1) -> float:
+    """Toy-world images drawn per second, one process (after a warm-up batch of 16)."""
+    from diffnb import world
+    world.sample(16, seed=seed)
+    start = time.perf_counter()
+    world.sample(n, seed=seed)
+    return n / (time.perf_counter() - start)
+
+
+def ddim_images_per_s(batch_size: int = 16, num_inference_steps: int = 50) -> float:
+    """toy-ddpm images per second with DDIM (eta=0): one batch, timed from the first step."""
+    import torch
+    from diffnb import sampling, zoo
+    b = zoo.load("toy-ddpm")
+    start = time.perf_counter()
+    sampling.sample(b.unet, b.scheduler, batch_size=batch_size, num_inference_steps=num_inference_steps,
+                    eta=0.0, generator=torch.Generator().manual_seed(0))
+    return batch_size / (time.perf_counter() - start)
+
+
+def run_benchmarks(pattern: str = "*.ipynb", skip_notebooks: bool = False,
+                   extra=EXTRA_BENCHMARKS) -> tuple[list[Result], list[Result]]:
+    """Run the notebooks matching pattern, then the throughputs; returns (notebooks, others)."""
+    notebooks = []
+    if not skip_notebooks:
+        for path in sorted(NOTEBOOK_DIR.glob(pattern)):
+            r = measure(path.stem, "s", lambda p=path: notebook_seconds(p), "FAILED")
+            if r.value is not None and r.value > PER_NOTEBOOK_BUDGET_S:
+                r.note = f"OVER BUDGET ({PER_NOTEBOOK_BUDGET_S:.0f} s)"
+            notebooks.append(r)
+    others = [measure("world_images_per_s", "images/s", world_images_per_s),
+              measure("ddim_images_per_s", "images/s", ddim_images_per_s)]
+    others += [measure(name, unit, fn) for name, unit, fn in extra]
+    return notebooks, others
+
+
+def report(notebooks: list[Result], others: list[Result]) -> dict:
+    """The JSON object: notebook seconds, rates, the course total and the budgets, with flags."""
+    total = sum(r.value for r in notebooks if r.value is not None) if notebooks else None
+    world, ddim, *extra = others  # the order run_benchmarks returns them in
+    return {
+        "notebooks": {r.name: r.value for r in notebooks},
+        "world_images_per_s": world.value,
+        "ddim_images_per_s": ddim.value,
+        "extra": {r.name: {"value": r.value, "unit": r.unit} for r in extra},
+        "total_notebook_s": total,
+        "budget": {"per_notebook_s": PER_NOTEBOOK_BUDGET_S, "course_s": COURSE_BUDGET_S},
+        "over_budget": [r.name for r in notebooks if r.note.startswith("OVER")]
+                       + (["course"] if total is not None and total > COURSE_BUDGET_S else []),
+        "unavailable": {r.name: r.note for r in notebooks + others if r.value is None},
+    }
+
+
+def table(rows: list[Result]) -> str:
+    """A small aligned table: name, value, unit, note."""
+    cells = [(r.name, "-" if r.value is None else f"{r.value:,.1f}", r.unit, r.note) for r in rows]
+    w = [max(len(c[i]) for c in cells) for i in range(3)]
+    return "\n".join(f"{a:<{w[0]}}  {b:>{w[1]}}  {c:<{w[2]}}  {d}".rstrip() for a, b, c, d in cells)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m diffnb.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true", help="print a JSON object on stdout (table on stderr)")
+    parser.add_argument("--notebooks", default="*.ipynb", metavar="PATTERN",
+                        help="glob of the notebooks in notebooks/ to run (default: *.ipynb)")
+    parser.add_argument("--skip-notebooks", action="store_true", help="measure only the throughputs")
+    args = parser.parse_args(argv)
+    notebooks, others = run_benchmarks(args.notebooks, args.skip_notebooks)
+    out = report(notebooks, others)
+    rows = list(notebooks)
+    if notebooks:
+        over = "course" in out["over_budget"]
+        rows.append(Result("total (notebooks)", out["total_notebook_s"], "s",
+                           f"OVER BUDGET ({COURSE_BUDGET_S:.0f} s)" if over else ""))
+    elif not args.skip_notebooks:
+        rows.append(Result("notebooks", None, "s", f"none match {args.notebooks!r} in {NOTEBOOK_DIR}"))
+    rows += others
+    print(table(rows), file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    return 1 if any(r.value is None for r in notebooks) else 0  # a notebook that fails is an error
+
+
+if __name__ == "__main__":
+    sys.exit(main())
