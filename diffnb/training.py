@@ -68,6 +68,14 @@ def _ema_update(ema, model, decay):
         pe.lerp_(p, 1 - decay)
 
 
+def _write_log(out_dir: Path, cfg, step: int, t0: float, losses: list):
+    """train_log.json: what the model card reports (config, steps, minutes, loss curve, machine)."""
+    import platform
+    (out_dir / "train_log.json").write_text(json.dumps(
+        {"config": asdict(cfg), "step": step, "minutes": (time.time() - t0) / 60, "losses": losses,
+         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"}))
+
+
 def _save_half(model, out_dir: Path):
     half = copy.deepcopy(model).half()
     half.save_pretrained(out_dir, safe_serialization=True)
@@ -108,7 +116,124 @@ def train_ddpm(cfg: DDPMTrainConfig, out_dir, progress: bool = True) -> TrainRes
                 print(f"step {step} loss {losses[-1][1]:.4f} min {(time.time() - t0) / 60:.1f}", flush=True)
         if step % cfg.save_every == 0 or step == cfg.steps:
             _save_half(ema, out_dir)
-            (out_dir / "train_log.json").write_text(json.dumps(
-                {"config": asdict(cfg), "step": step, "minutes": (time.time() - t0) / 60, "losses": losses}))
+            _write_log(out_dir, cfg, step, t0, losses)
     return TrainResult("toy-ddpm", cfg.steps, (time.time() - t0) / 60, losses[-1][1] if losses else float("nan"),
+                       str(out_dir), losses)
+
+
+@dataclass
+class AttrTrainConfig:
+    """toy-attr: the attribute classifier, trained on `toy` images with generic augmentations
+    (noise, colour gain, lighting ramps, blur) so that it also reads `photo` images it never saw."""
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 3e-3                  # AdamW with cosine decay
+    seed: int = 0
+    save_every: int = 500
+    log_every: int = 100
+    num_threads: int = 0
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Generic photometric augmentation of (B, 3, H, W) images in [-1, 1]."""
+    B, _, H, W = x.shape
+    u = lambda *s: torch.rand(*s, generator=gen)  # noqa: E731
+    x = (x + 1) / 2
+    x = x * (0.8 + 0.4 * u(B, 3, 1, 1)) + 0.1 * (u(B, 1, 1, 1) - 0.5)                    # gain and offset
+    ramp = torch.linspace(-1, 1, W).view(1, 1, 1, W) * (u(B, 1, 1, 1) - 0.5) \
+        + torch.linspace(-1, 1, H).view(1, 1, H, 1) * (u(B, 1, 1, 1) - 0.5)
+    x = x * (1 + 0.8 * ramp)                                                            # lighting ramp
+    blur = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    k = u(B, 1, 1, 1) * 0.8
+    x = (1 - k) * x + k * blur                                                          # blur
+    x = x + torch.randn(x.shape, generator=gen) * 0.08 * u(B, 1, 1, 1)                  # noise
+    return (x.clamp(0, 1) * 2 - 1)
+
+
+def train_attr(cfg: AttrTrainConfig, out_dir, progress: bool = True) -> TrainResult:
+    """Train toy-attr with BCE + cross-entropy (classifiers.attribute_loss)."""
+    from safetensors.torch import save_file
+
+    from .classifiers import AttrConfig, AttributeClassifier, attribute_loss, config_dict
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model = AttributeClassifier(AttrConfig())
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    data = world.stream(cfg.batch_size, seed=cfg.seed + 2000)
+    (out_dir / "config.json").write_text(json.dumps(config_dict(model.config), indent=2))
+    t0, losses, window = time.time(), [], []
+    for step in range(1, cfg.steps + 1):
+        batch = next(data)
+        loss = attribute_loss(model(augment(batch.images, gen)), world.encode_attributes(batch.attributes))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        window.append(loss.item())
+        if step % cfg.log_every == 0:
+            losses.append((step, sum(window) / len(window)))
+            window = []
+            if progress:
+                print(f"step {step} loss {losses[-1][1]:.4f} min {(time.time() - t0) / 60:.1f}", flush=True)
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save_file({k: v.half().contiguous() for k, v in model.state_dict().items()},
+                      str(out_dir / "model.safetensors"))
+            _write_log(out_dir, cfg, step, t0, losses)
+    return TrainResult("toy-attr", cfg.steps, (time.time() - t0) / 60, losses[-1][1] if losses else float("nan"),
+                       str(out_dir), losses)
+
+
+@dataclass
+class SegTrainConfig:
+    """toy-seg: the segmentation network, trained on `toy` images and their masks with the same generic
+    augmentations as toy-attr."""
+    steps: int = 2500
+    batch_size: int = 32
+    lr: float = 3e-3                  # AdamW, one-cycle
+    seed: int = 0
+    save_every: int = 500
+    log_every: int = 100
+    num_threads: int = 0
+
+
+def train_seg(cfg: SegTrainConfig, out_dir, progress: bool = True) -> TrainResult:
+    """Train toy-seg with per-pixel cross-entropy against the world's masks."""
+    from safetensors.torch import save_file
+
+    from .segmentation import SegConfig, SegmentationNet, config_dict
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model = SegmentationNet(SegConfig())
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    data = world.stream(cfg.batch_size, seed=cfg.seed + 3000)
+    (out_dir / "config.json").write_text(json.dumps(config_dict(model.config), indent=2))
+    t0, losses, window = time.time(), [], []
+    for step in range(1, cfg.steps + 1):
+        batch = next(data)
+        loss = F.cross_entropy(model(augment(batch.images, gen)), batch.masks)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        window.append(loss.item())
+        if step % cfg.log_every == 0:
+            losses.append((step, sum(window) / len(window)))
+            window = []
+            if progress:
+                print(f"step {step} loss {losses[-1][1]:.4f} min {(time.time() - t0) / 60:.1f}", flush=True)
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save_file({k: v.half().contiguous() for k, v in model.state_dict().items()},
+                      str(out_dir / "model.safetensors"))
+            _write_log(out_dir, cfg, step, t0, losses)
+    return TrainResult("toy-seg", cfg.steps, (time.time() - t0) / 60, losses[-1][1] if losses else float("nan"),
                        str(out_dir), losses)

@@ -1,0 +1,148 @@
+"""Measuring the toy zoo: the quality bars that the model cards report and the tests enforce."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from . import sampling, world
+
+
+@dataclass
+class AttrAccuracy:
+    """toy-attr accuracy per attribute on fresh world images."""
+    domain: str
+    n: int
+    accuracy: dict                 # attribute name -> fraction correct
+
+    def worst_binary(self) -> float:
+        return min(self.accuracy[b] for b in world.BINARY)
+
+
+@torch.no_grad()
+def attr_accuracy(model, domain: str = "toy", n: int = 2000, seed: int = 10_000, batch_size: int = 500) -> AttrAccuracy:
+    """Accuracy of an AttributeClassifier on n fresh images of `domain` (seeds disjoint from training)."""
+    correct = {name: 0 for name in world.ATTRIBUTE_NAMES}
+    for k in range(0, n, batch_size):
+        batch = world.sample(min(batch_size, n - k), seed=seed + k, domain=domain)
+        pred = model.predict(batch.images).attributes()
+        for p, a in zip(pred, batch.attributes):
+            for name in world.ATTRIBUTE_NAMES:
+                correct[name] += getattr(p, name) == getattr(a, name)
+    return AttrAccuracy(domain, n, {k: v / n for k, v in correct.items()})
+
+
+@dataclass
+class SampleQuality:
+    """How toy-attr reads n samples of a diffusion model."""
+    n: int
+    confident_binary: dict         # binary attribute -> fraction with P > 0.9 or P < 0.1
+    confident_all_binary: float    # fraction confident on every binary attribute at once
+    confident_colours: dict        # hair / skin / background -> fraction with max P > 0.9
+    frequency: dict                # attribute value -> (sampled frequency, world frequency)
+    max_frequency_gap: float       # the largest |sampled - world| over all attribute values
+
+
+def world_frequencies() -> dict:
+    """The world's prior probability of every binary attribute and categorical value."""
+    freq = {b: p for b, p in world.BINARY_PRIOR.items()}
+    for name, values in world.CATEGORICAL.items():
+        freq.update({f"{name}={v}": 1 / len(values) for v in values})
+    return freq
+
+
+def sample_quality(images: torch.Tensor, attr_model) -> SampleQuality:
+    """Score generated images (B, 3, 32, 32) in [-1, 1] with toy-attr."""
+    pred = attr_model.predict(images)
+    n = images.shape[0]
+    conf = (pred.binary > 0.9) | (pred.binary < 0.1)
+    confident_binary = {b: conf[:, j].float().mean().item() for j, b in enumerate(world.BINARY)}
+    colours = {c: (pred.categorical[c].max(-1).values > 0.9).float().mean().item() for c in world.PALETTES}
+    sampled = {b: (pred.binary[:, j] > 0.5).float().mean().item() for j, b in enumerate(world.BINARY)}
+    for name, values in world.CATEGORICAL.items():
+        idx = pred.categorical[name].argmax(-1)
+        sampled.update({f"{name}={v}": (idx == i).float().mean().item() for i, v in enumerate(values)})
+    prior = world_frequencies()
+    frequency = {k: (sampled[k], prior[k]) for k in prior}
+    return SampleQuality(n, confident_binary, conf.all(1).float().mean().item(), colours, frequency,
+                         max(abs(s - w) for s, w in frequency.values()))
+
+
+def ddpm_samples(bundle, n: int = 256, num_inference_steps: int = 50, seed: int = 0, batch_size: int = 128):
+    """n DDIM samples (eta = 0) of a DiffusionBundle, deterministic from `seed`."""
+    gen = torch.Generator().manual_seed(seed)
+    out = [sampling.sample(bundle.unet, bundle.scheduler, batch_size=min(batch_size, n - k),
+                           num_inference_steps=num_inference_steps, generator=gen).images
+           for k in range(0, n, batch_size)]
+    return torch.cat(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# toy-clip: retrieval, zero-shot attributes, directional similarity
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class ClipQuality:
+    """How well a CLIP model (toy-clip) reads the toy world."""
+    retrieval_top1: float          # caption -> image top-1 among `group` random pairs, averaged over groups
+    group: int                     # images per retrieval group
+    zero_shot: dict                # binary attribute -> accuracy of the two-prompt zero-shot choice
+    directional: dict              # binary attribute -> fraction of edit pairs with positive directional sim.
+    directional_mean: dict         # binary attribute -> mean directional similarity
+
+
+@torch.no_grad()
+def clip_retrieval(model, tokenizer, n_groups: int = 8, group: int = 64, seed: int = 20_000,
+                   domain: str = "toy") -> float:
+    """Caption -> image top-1 retrieval among `group` fresh (image, full caption) pairs, averaged over
+    n_groups groups. A retrieved image whose caption equals the query (a duplicate) counts as correct."""
+    from .toyclip import image_embeds, text_embeds
+    correct = 0
+    for g in range(n_groups):
+        batch = world.sample(group, seed=seed + g, domain=domain)
+        best = (text_embeds(model, tokenizer, batch.captions) @ image_embeds(model, batch.images).T).argmax(-1)
+        correct += sum(batch.captions[j] == c for j, c in zip(best.tolist(), batch.captions))
+    return correct / (n_groups * group)
+
+
+def zero_shot_prompts(subject: str, attribute: str) -> tuple:
+    """(prompt if the attribute is present, prompt if absent), e.g. ('a cat with glasses', 'a cat'),
+    ('a smiling cat', 'a serious cat'): world.caption with every other attribute left out."""
+    drop = [n for n in world.ATTRIBUTE_NAMES if n not in ("subject", attribute)]
+    base = world.Attributes(subject=subject)
+    return tuple(world.caption(replace(base, **{attribute: v}), drop=drop) for v in (True, False))
+
+
+@torch.no_grad()
+def clip_zero_shot(model, tokenizer, n: int = 512, seed: int = 21_000, domain: str = "toy") -> dict:
+    """Binary attribute -> accuracy of choosing between zero_shot_prompts(true subject, attribute)."""
+    from .toyclip import image_embeds, text_embeds
+    batch = world.sample(n, seed=seed, domain=domain)
+    e_i = image_embeds(model, batch.images)
+    subjects = [a.subject for a in batch.attributes]
+    acc = {}
+    for b in world.BINARY:
+        emb = {s: text_embeds(model, tokenizer, list(zero_shot_prompts(s, b))) for s in set(subjects)}
+        e_t = torch.stack([emb[s] for s in subjects])                          # (n, 2, D): present, absent
+        pred = (e_t @ e_i[:, :, None]).squeeze(-1).argmax(-1) == 0
+        truth = torch.tensor([getattr(a, b) for a in batch.attributes])
+        acc[b] = (pred == truth).float().mean().item()
+    return acc
+
+
+@torch.no_grad()
+def clip_directional(model, tokenizer, attribute: str = "glasses", n: int = 256, seed: int = 22_000,
+                     domain: str = "toy") -> torch.Tensor:
+    """(n,) directional similarity of edit pairs: the same image without and with `attribute`
+    (world.with_attributes) against their two full captions."""
+    from .toyclip import directional_similarity
+    a = world.sample(n, seed=seed, domain=domain, **{attribute: False})
+    b = world.with_attributes(a, **{attribute: True})
+    return directional_similarity(model, tokenizer, a.images, b.images, a.captions, b.captions)
+
+
+def clip_quality(model, tokenizer, domain: str = "toy") -> ClipQuality:
+    """Every toy-clip bar at once (model cards; tests/test_quality.py measures them one by one)."""
+    d = {b: clip_directional(model, tokenizer, b, domain=domain) for b in world.BINARY}
+    return ClipQuality(clip_retrieval(model, tokenizer, domain=domain), 64, clip_zero_shot(model, tokenizer, domain=domain),
+                       {b: (v > 0).float().mean().item() for b, v in d.items()},
+                       {b: v.mean().item() for b, v in d.items()})

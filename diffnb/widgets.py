@@ -1,0 +1,49 @@
+"""Sliders whose picture updates in place: one small helper used by every notebook's interactive cell.
+
+    widgets.interactive_grid(draw, eta=widgets.slider(0.0, 1.0, 0.1, 0.0, "η"), steps=widgets.int_slider(5, 50, 5, 20, "steps"))
+
+`draw(**values)` returns (B, 3, H, W) images in [-1, 1]; results are cached so returning to a setting is instant.
+"""
+from __future__ import annotations
+
+import io
+from typing import Callable
+
+from .show import grid_array
+
+
+def slider(lo: float, hi: float, step: float, value: float, description: str):
+    import ipywidgets as w
+    return w.FloatSlider(min=lo, max=hi, step=step, value=value, description=description, continuous_update=False)
+
+
+def int_slider(lo: int, hi: int, step: int, value: int, description: str):
+    import ipywidgets as w
+    return w.IntSlider(min=lo, max=hi, step=step, value=value, description=description, continuous_update=False)
+
+
+def _png(images, nrow: int, scale: int) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(grid_array(images, nrow=nrow, scale=scale)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, **sliders):
+    """A column of sliders above an image that `draw(**slider values)` redraws in place. Returns the widget."""
+    import ipywidgets as w
+    cache = {}
+    image = w.Image(format="png")
+    status = w.Label()
+
+    def update(_=None):
+        key = tuple((k, s.value) for k, s in sliders.items())
+        if key not in cache:
+            cache[key] = _png(draw(**dict(key)), nrow, scale)
+        image.value = cache[key]
+        status.value = ", ".join(f"{k} = {v}" for k, v in key)
+
+    for s in sliders.values():
+        s.observe(update, names="value")
+    update()
+    return w.VBox([*sliders.values(), image, status])

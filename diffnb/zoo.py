@@ -1,0 +1,233 @@
+"""The model zoo: `load(name)` returns a small bundle of the parts a notebook needs.
+
+Toy models live in `data/models/<name>/` (safetensors + config + card.md) and are checked against
+`data/models/manifest.json` (sha256 of every file) before loading; nothing is ever unpickled and loading
+never writes. Real models come from the Hugging Face hub by id, on a GPU, in real mode.
+
+    python -m diffnb.zoo list                     # what there is
+    python -m diffnb.zoo verify                   # check every toy model against the manifest
+    python -m diffnb.zoo train toy-attr           # retrain into runs/toy-attr
+    python -m diffnb.zoo install toy-attr runs/toy-attr   # measure, write the card, copy, update the manifest
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+TOY_MODELS = {
+    "toy-ddpm": "unconditional UNet2DModel + DDPM/DDIM scheduler, trained on toy world images",
+    "toy-attr": "small CNN reading every world attribute (4 binary, 4 categorical)",
+}
+REAL_MODELS = {  # name -> (hub id, download size, the toy model that stands in for it)
+    "ddpm-celebahq": ("google/ddpm-celebahq-256", "455 MB", "toy-ddpm"),
+}
+
+
+def default_root() -> Path:
+    """Where the toy models live: $DIFFNB_DATA/models if set, else data/models beside the package."""
+    if os.environ.get("DIFFNB_DATA"):
+        return Path(os.environ["DIFFNB_DATA"]) / "models"
+    return Path(__file__).resolve().parent.parent / "data" / "models"
+
+
+@dataclass
+class DiffusionBundle:
+    """An unconditional pixel-space diffusion model."""
+    name: str
+    unet: torch.nn.Module          # diffusers UNet2DModel: (B,3,H,W), t -> .sample eps
+    scheduler: object              # diffusers DDIMScheduler (sampling, inversion)
+    ddpm_scheduler: object         # diffusers DDPMScheduler (ancestral sampling)
+    image_size: int
+    source: str                    # folder or hub id
+    card: str = ""                 # the model card (toy models)
+
+
+@dataclass
+class ClassifierBundle:
+    """An attribute classifier (diffnb.classifiers.AttributeClassifier)."""
+    name: str
+    model: torch.nn.Module
+    source: str
+    card: str = ""
+
+
+class ManifestError(RuntimeError):
+    """A toy model's files do not match data/models/manifest.json."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _files(folder: Path) -> list:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def read_manifest(root: Optional[Path] = None) -> dict:
+    path = Path(root or default_root()) / "manifest.json"
+    if not path.is_file():
+        raise ManifestError(f"no manifest at {path}; the toy models cannot be checked (a broken checkout?)")
+    return json.loads(path.read_text())
+
+
+def verify(name: str, root: Optional[Path] = None) -> Path:
+    """Check every file of toy model `name` against the manifest; return its folder. Raises ManifestError
+    naming the first missing or changed file."""
+    _check_name(name)
+    root = Path(root or default_root())
+    entry = read_manifest(root).get(name)
+    if entry is None:
+        raise ManifestError(f"{name} is not in {root / 'manifest.json'}; run `python -m diffnb.zoo install {name} DIR`")
+    folder = root / name
+    for rel, digest in entry["files"].items():
+        path = folder / rel
+        if not path.is_file():
+            raise ManifestError(f"{name}: file {rel} is missing from {folder} (restore it with `git checkout -- {path}`)")
+        if _sha256(path) != digest:
+            raise ManifestError(f"{name}: file {rel} has changed since it was committed (checksum mismatch); "
+                                f"restore it with `git checkout -- {path}` or retrain")
+    return folder
+
+
+def _check_name(name: str) -> None:
+    if name not in TOY_MODELS and name not in REAL_MODELS:
+        raise ValueError(f"unknown model {name!r}; known toy models: {', '.join(TOY_MODELS)}; "
+                         f"real models: {', '.join(REAL_MODELS)}")
+
+
+def load(name: str, root: Optional[Path] = None, device: Optional[str] = None, dtype: torch.dtype = torch.float32):
+    """Load a toy model (checked against the manifest) or a real one (from the hub). Returns a bundle."""
+    _check_name(name)
+    if name in REAL_MODELS:
+        return _load_real(name, device, dtype)
+    folder = verify(name, root)
+    card = (folder / "card.md").read_text() if (folder / "card.md").is_file() else ""
+    if name == "toy-ddpm":
+        bundle = _diffusion_bundle(name, folder, dtype)
+        bundle.card = card
+    else:
+        bundle = _load_attr(folder, card, dtype)
+    _to(bundle, device)
+    return bundle
+
+
+def _diffusion_bundle(name: str, folder: Path, dtype) -> DiffusionBundle:
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+    unet = UNet2DModel.from_pretrained(str(folder), use_safetensors=True, torch_dtype=dtype).eval()
+    ddpm = DDPMScheduler.from_pretrained(str(folder), subfolder="scheduler")
+    return DiffusionBundle(name=name, unet=unet.requires_grad_(False), scheduler=DDIMScheduler.from_config(ddpm.config),
+                           ddpm_scheduler=ddpm, image_size=unet.config.sample_size, source=str(folder))
+
+
+def _load_attr(folder: Path, card: str, dtype) -> ClassifierBundle:
+    from safetensors.torch import load_file
+
+    from .classifiers import AttrConfig, AttributeClassifier
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.pop("model", None)
+    model = AttributeClassifier(AttrConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
+    model.load_state_dict({k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()})
+    return ClassifierBundle("toy-attr", model.to(dtype).eval().requires_grad_(False), str(folder), card)
+
+
+def _load_real(name, device, dtype):
+    hub_id, size, toy = REAL_MODELS[name]
+    try:
+        from diffusers import DDPMPipeline
+        pipe = DDPMPipeline.from_pretrained(hub_id, use_safetensors=True, torch_dtype=dtype)
+    except Exception as e:  # offline, no network, or no access
+        raise RuntimeError(f"could not load {name} ({hub_id}, a {size} download, needs network and a GPU for "
+                           f"reasonable speed): {type(e).__name__}: {str(e)[:200]}. "
+                           f"In toy mode use zoo.load({toy!r}) instead.") from None
+    from diffusers import DDIMScheduler
+    bundle = DiffusionBundle(name=name, unet=pipe.unet.eval().requires_grad_(False), scheduler=DDIMScheduler.from_config(pipe.scheduler.config),
+                             ddpm_scheduler=pipe.scheduler, image_size=pipe.unet.config.sample_size, source=hub_id)
+    _to(bundle, device)
+    return bundle
+
+
+def _to(bundle, device):
+    if device is None:
+        return
+    for part in ("unet", "model"):
+        if hasattr(bundle, part):
+            getattr(bundle, part).to(device)
+
+
+def get_device() -> torch.device:
+    """The one place that picks a device: CUDA if present, else Apple MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# ------------------------------------------------------------------------------------------------
+# Maintainers: training, installing and describing the toy models
+# ------------------------------------------------------------------------------------------------
+def install(name: str, run_dir: Path, root: Optional[Path] = None, card: str = "") -> None:
+    """Copy a finished training run into data/models/<name>, write its card and update the manifest."""
+    root = Path(root or default_root())
+    dest = root / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    keep = [f for f in _files(Path(run_dir)) if f.endswith((".json", ".safetensors"))]
+    for rel in keep:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(run_dir) / rel, dest / rel)
+    if card:
+        (dest / "card.md").write_text(card)
+    manifest = read_manifest(root) if (root / "manifest.json").is_file() else {}
+    manifest[name] = {"files": {rel: _sha256(dest / rel) for rel in _files(dest)}}
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m diffnb.zoo", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list")
+    v = sub.add_parser("verify")
+    v.add_argument("name", nargs="?")
+    t = sub.add_parser("train")
+    t.add_argument("name", choices=list(TOY_MODELS))
+    t.add_argument("--steps", type=int, help="override the config's number of steps")
+    t.add_argument("--out", help="run folder (default runs/<name>)")
+    i = sub.add_parser("install")
+    i.add_argument("name", choices=list(TOY_MODELS))
+    i.add_argument("run_dir")
+    a = p.parse_args(argv)
+    if a.cmd == "list":
+        for n, d in TOY_MODELS.items():
+            print(f"{n:16s} toy   {d}")
+        for n, (hub, size, toy) in REAL_MODELS.items():
+            print(f"{n:16s} real  {hub} ({size}); toy stand-in: {toy}")
+    elif a.cmd == "verify":
+        for n in [a.name] if a.name else list(TOY_MODELS):
+            print(n, "ok", verify(n))
+    elif a.cmd == "train":
+        from . import cards
+        result = cards.train(a.name, steps=a.steps, out=a.out)
+        print(f"trained {result.name} for {result.steps} steps in {result.minutes:.1f} min into {result.out_dir}")
+    elif a.cmd == "install":
+        from . import cards
+        install(a.name, Path(a.run_dir), card=cards.write_card(a.name, Path(a.run_dir)))
+        print(f"installed {a.name}; manifest updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

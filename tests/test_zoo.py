@@ -1,0 +1,93 @@
+"""The zoo: bundles, manifest checks, offline failures, training entry points, image input checks."""
+import shutil
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from diffnb import images, zoo
+
+
+def test_unknown_model_lists_known():
+    with pytest.raises(ValueError, match="known toy models: toy-ddpm, toy-attr"):
+        zoo.load("toy-gan")
+
+
+@pytest.mark.parametrize("name", list(zoo.TOY_MODELS))
+def test_committed_models_match_manifest(name):
+    folder = zoo.verify(name)
+    assert (folder / "card.md").is_file()
+
+
+@pytest.fixture
+def copied_root(tmp_path):
+    root = tmp_path / "models"
+    shutil.copytree(zoo.default_root(), root)
+    return root
+
+
+def test_changed_file_is_named(copied_root):
+    path = copied_root / "toy-attr" / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(zoo.ManifestError, match="model.safetensors has changed"):
+        zoo.load("toy-attr", root=copied_root)
+
+
+def test_missing_file_is_named(copied_root):
+    (copied_root / "toy-ddpm" / "config.json").unlink()
+    with pytest.raises(zoo.ManifestError, match="config.json is missing"):
+        zoo.load("toy-ddpm", root=copied_root)
+
+
+def test_loading_never_writes_and_bundles_are_independent():
+    before = {p: p.stat().st_mtime_ns for p in zoo.default_root().rglob("*") if p.is_file()}
+    a = zoo.load("toy-attr")
+    with torch.no_grad():
+        for p in a.model.parameters():
+            p.mul_(0)
+    b = zoo.load("toy-attr")
+    assert any(p.abs().sum() > 0 for p in b.model.parameters())
+    assert before == {p: p.stat().st_mtime_ns for p in zoo.default_root().rglob("*") if p.is_file()}
+
+
+def test_ddpm_bundle_parts():
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+    b = zoo.load("toy-ddpm")
+    assert isinstance(b.unet, UNet2DModel) and isinstance(b.scheduler, DDIMScheduler)
+    assert isinstance(b.ddpm_scheduler, DDPMScheduler) and b.image_size == 32
+    assert b.unet.dtype == torch.float32 and "Retrain" in b.card
+
+
+def test_real_model_fails_fast_offline():
+    t0 = time.time()
+    with pytest.raises(RuntimeError, match="toy-ddpm"):
+        zoo.load("ddpm-celebahq")
+    assert time.time() - t0 < 15
+
+
+@pytest.mark.parametrize("name", list(zoo.TOY_MODELS))
+def test_training_entry_points_run(name, tmp_path):
+    from diffnb import cards
+    result = cards.train(name, steps=2, out=tmp_path / name)
+    assert result.steps == 2 and (tmp_path / name / "train_log.json").is_file()
+    assert list((tmp_path / name).rglob("*.safetensors"))
+
+
+def test_image_inputs_are_converted_or_rejected(tmp_path):
+    from PIL import Image
+    x = images.to_tensor(Image.new("L", (64, 48), 128))
+    assert x.shape == (1, 3, 32, 32)
+    assert images.to_tensor(np.zeros((40, 40, 4), np.uint8)).shape == (1, 3, 32, 32)
+    not_image = tmp_path / "notes.txt"
+    not_image.write_text("hello")
+    with pytest.raises(ValueError, match="notes.txt is not an image"):
+        images.to_tensor(str(not_image))
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        images.to_tensor(torch.full((1, 3, 32, 32), 5.0))
+    with pytest.raises(TypeError, match="accepted"):
+        images.to_tensor(42)
+    with pytest.raises(ValueError, match="NaN"):
+        images.to_tensor(torch.full((1, 3, 32, 32), float("nan")))
