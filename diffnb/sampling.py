@@ -147,11 +147,11 @@ def _check_sampling_args(batch_size, num_inference_steps, eta, n_train):
 def sample(model: EpsModel, scheduler, batch_size: int = 16, num_inference_steps: int = 50, eta: float = 0.0,
            generator: Optional[torch.Generator] = None, x_T: Optional[torch.Tensor] = None,
            image_shape: Optional[tuple] = None, return_trajectory: bool = False,
-           device: Optional[Union[str, torch.device]] = None) -> SamplingOutput:
+           device: Optional[Union[str, torch.device]] = None, clamp: bool = True) -> SamplingOutput:
     """Draw images with a diffusers scheduler: DDIMScheduler (any eta) or DDPMScheduler (eta ignored).
 
     Noise comes from `generator` (a CPU torch.Generator) so the same seed gives the same pixels on any device.
-    image_shape (C, H, W) defaults to the UNet's config.
+    image_shape (C, H, W) defaults to the UNet's config. clamp=False keeps x_0 unclamped (latent models).
     """
     from diffusers import DDIMScheduler, DDPMScheduler
     from diffusers.utils.torch_utils import randn_tensor
@@ -179,5 +179,5 @@ def sample(model: EpsModel, scheduler, batch_size: int = 16, num_inference_steps
             trajectory.append({"t": int(t), "x_t": x.cpu(), "pred_x0": out.pred_original_sample.cpu(),
                                "dir_xt": dir_xt(eps, a_prev, sigma).cpu()})
         x = out.prev_sample
-    return SamplingOutput(images=x.clamp(-1, 1).cpu(), x_T=x_T.cpu(), timesteps=[int(t) for t in scheduler.timesteps],
+    return SamplingOutput(images=(x.clamp(-1, 1) if clamp else x).cpu(), x_T=x_T.cpu(), timesteps=[int(t) for t in scheduler.timesteps],
                           trajectory=trajectory)

@@ -81,8 +81,29 @@ def _save_half(model, out_dir: Path):
     half.save_pretrained(out_dir, safe_serialization=True)
 
 
-def train_ddpm(cfg: DDPMTrainConfig, out_dir, progress: bool = True) -> TrainResult:
-    """Train toy-ddpm with the noise-prediction loss ||eps - eps_theta(x_t, t)||^2 (DDPM, Ho et al.)."""
+def _save_state(out_dir: Path, step: int, model, ema) -> None:
+    """Everything needed to resume a run (fp32 weights and EMA; the optimiser restarts with a short warm-up)."""
+    from safetensors.torch import save_file
+    tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v.contiguous() for k, v in ema.state_dict().items()})
+    save_file(tensors, str(out_dir / "resume_state.safetensors"), metadata={"step": str(step)})
+
+
+def _load_state(out_dir: Path, model, ema) -> int:
+    from safetensors import safe_open
+    path = out_dir / "resume_state.safetensors"
+    if not path.is_file():
+        return 0
+    with safe_open(str(path), "pt") as f:
+        step = int(f.metadata()["step"])
+        model.load_state_dict({k[6:]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")})
+        ema.load_state_dict({k[4:]: f.get_tensor(k) for k in f.keys() if k.startswith("ema.")})
+    return step
+
+
+def train_ddpm(cfg: DDPMTrainConfig, out_dir, progress: bool = True, resume: bool = False) -> TrainResult:
+    """Train toy-ddpm with the noise-prediction loss ||eps - eps_theta(x_t, t)||^2 (DDPM, Ho et al.).
+    With resume=True a run continues from out_dir/resume_state.safetensors (written at every save)."""
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     out_dir = Path(out_dir)
@@ -95,8 +116,16 @@ def train_ddpm(cfg: DDPMTrainConfig, out_dir, progress: bool = True) -> TrainRes
     gen = torch.Generator().manual_seed(cfg.seed)
     data = world.stream(cfg.batch_size, seed=cfg.seed + 1000)
     scheduler.save_pretrained(out_dir / "scheduler")
+    start = _load_state(out_dir, unet, ema) if resume else 0
+    if start:  # fresh optimiser moments: warm up again, and keep the data stream moving on
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 200))
+        gen.manual_seed(cfg.seed + start)
+        data = world.stream(cfg.batch_size, seed=cfg.seed + 1000 + start)
     t0, losses, window = time.time(), [], []
-    for step in range(1, cfg.steps + 1):
+    if start and (out_dir / "train_log.json").is_file():
+        prev = json.loads((out_dir / "train_log.json").read_text())
+        losses, t0 = [tuple(x) for x in prev["losses"]], time.time() - 60 * prev["minutes"]
+    for step in range(start + 1, cfg.steps + 1):
         x0 = next(data).images
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, cfg.num_train_timesteps, (x0.shape[0],), generator=gen)
@@ -107,7 +136,7 @@ def train_ddpm(cfg: DDPMTrainConfig, out_dir, progress: bool = True) -> TrainRes
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
         sched.step()
-        _ema_update(ema, unet, cfg.ema_decay if step > cfg.warmup else 0.0)
+        _ema_update(ema, unet, cfg.ema_decay if step > cfg.warmup or start else 0.0)
         window.append(loss.item())
         if step % cfg.log_every == 0:
             losses.append((step, sum(window) / len(window)))
@@ -116,6 +145,7 @@ def train_ddpm(cfg: DDPMTrainConfig, out_dir, progress: bool = True) -> TrainRes
                 print(f"step {step} loss {losses[-1][1]:.4f} min {(time.time() - t0) / 60:.1f}", flush=True)
         if step % cfg.save_every == 0 or step == cfg.steps:
             _save_half(ema, out_dir)
+            _save_state(out_dir, step, unet, ema)
             _write_log(out_dir, cfg, step, t0, losses)
     return TrainResult("toy-ddpm", cfg.steps, (time.time() - t0) / 60, losses[-1][1] if losses else float("nan"),
                        str(out_dir), losses)
