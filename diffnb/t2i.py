@@ -89,3 +89,105 @@ def sample(bundle: T2IBundle, prompts, guidance_scale: float = 5.0, num_inferenc
                           return_trajectory=return_trajectory, device=dev, clamp=bundle.vae is None)
     out.images = decode(bundle, out.images.to(dev)).cpu()
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Training toy-t2i (python -m diffnb.zoo train toy-t2i): a UNet2DConditionModel on toy-clip's frozen text tower
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class T2ITrainConfig:
+    """toy-t2i: noise prediction conditioned on captions, with caption dropout for classifier-free guidance."""
+    steps: int = 16000
+    batch_size: int = 32
+    lr: float = 4e-4                  # AdamW, constant after warm-up
+    warmup: int = 500
+    ema_decay: float = 0.999          # the shipped weights are the EMA weights
+    seed: int = 0
+    block_out_channels: tuple = (32, 64, 128)   # cross-attention at 16x16 and 8x8 only (32x32 is 6x slower)
+    layers_per_block: int = 1
+    p_uncond: float = 0.1             # caption dropout: the null prompt "" (classifier-free guidance)
+    p_full_caption: float = 0.5       # full captions; the rest leave out each attribute with probability 1/2
+    save_every: int = 500
+    log_every: int = 50
+    num_threads: int = 0
+
+
+def t2i_unet(cfg: T2ITrainConfig, cross_attention_dim: int):
+    from diffusers import UNet2DConditionModel
+    return UNet2DConditionModel(
+        sample_size=32, in_channels=3, out_channels=3, block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block, norm_num_groups=16,
+        attention_head_dim=4,  # diffusers names the number of heads so in UNet2DConditionModel
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_attention_dim)
+
+
+def text_tower(clip_model):
+    """A transformers CLIPTextModel holding a copy of a CLIPModel's text tower (frozen)."""
+    from transformers import CLIPTextModel
+    text = CLIPTextModel(clip_model.config.text_config)
+    getattr(text, "text_model", text).load_state_dict(clip_model.text_model.state_dict())  # transformers 4.x nests it
+    return text.eval().requires_grad_(False)
+
+
+def train_t2i(cfg: T2ITrainConfig, out_dir, clip_bundle, progress: bool = True, resume: bool = False):
+    """Train toy-t2i; `clip_bundle` is zoo.load("toy-clip"). Same loop, EMA and checkpoints as toy-ddpm."""
+    import copy
+    import json
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    import torch.nn.functional as F
+
+    from . import training, world
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    text = text_tower(clip_bundle.model)
+    unet = t2i_unet(cfg, text.config.hidden_size)
+    scheduler = training.ddpm_scheduler(training.DDPMTrainConfig())
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
+    start = training._load_state(out_dir, unet, ema) if resume else 0
+    warm = cfg.warmup if not start else 200
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+    gen = torch.Generator().manual_seed(cfg.seed + start)
+    rng = np.random.default_rng([cfg.seed, start, 41])
+    data = world.stream(cfg.batch_size, seed=cfg.seed + 5000 + start)
+    scheduler.save_pretrained(out_dir / "scheduler")
+    t0, losses, window = time.time(), [], []
+    if start and (out_dir / "train_log.json").is_file():
+        prev = json.loads((out_dir / "train_log.json").read_text())
+        losses, t0 = [tuple(x) for x in prev["losses"]], time.time() - 60 * prev["minutes"]
+    for step in range(start + 1, cfg.steps + 1):
+        batch = next(data)
+        captions = ["" if rng.random() < cfg.p_uncond else
+                    world.caption(a) if rng.random() < cfg.p_full_caption else world.partial_caption(a, rng)
+                    for a in batch.attributes]
+        with torch.no_grad():
+            context = text(input_ids=toyclip.tokenize(clip_bundle.tokenizer, captions)["input_ids"]).last_hidden_state
+        noise = torch.randn(batch.images.shape, generator=gen)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
+        loss = F.mse_loss(unet(scheduler.add_noise(batch.images, noise, t), t, encoder_hidden_states=context).sample, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        training._ema_update(ema, unet, cfg.ema_decay if step > cfg.warmup or start else 0.0)
+        window.append(loss.item())
+        if step % cfg.log_every == 0:
+            losses.append((step, sum(window) / len(window)))
+            window = []
+            if progress:
+                print(f"step {step} loss {losses[-1][1]:.4f} min {(time.time() - t0) / 60:.1f}", flush=True)
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            training._save_half(ema, out_dir)
+            training._save_state(out_dir, step, unet, ema)
+            training._write_log(out_dir, cfg, step, t0, losses)
+    return training.TrainResult("toy-t2i", cfg.steps, (time.time() - t0) / 60,
+                                losses[-1][1] if losses else float("nan"), str(out_dir), losses)
