@@ -18,7 +18,7 @@ TORCH_PINS = $(shell grep -E '^(torch|torchvision)==' $(LOCK))
 NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
               --nbval-sanitize-with=tests/nbval_sanitize.cfg
 
-.PHONY: venv install lab test bench lock clean distclean
+.PHONY: venv install lab test bench notebooks lock clean distclean
 
 venv install: $(STAMP)
 
@@ -46,6 +46,11 @@ test: $(STAMP)
 	else \
 	  echo "nbval: no notebooks in notebooks/ yet, skipped"; \
 	fi
+
+# Maintainers: rebuild a notebook from its source (notebooks/build/nbNN.py), then execute every notebook in
+# place with normalised metadata so that the committed outputs are current and diffs stay small.
+notebooks: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python notebooks/build/execute.py notebooks/*.ipynb
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m diffnb.bench $(BENCH_ARGS)

@@ -9,10 +9,12 @@ from pathlib import Path
 import torch
 
 from . import evaluate, training
+from . import toyclip
 
 TRAINERS = {
     "toy-ddpm": (training.DDPMTrainConfig, training.train_ddpm),
     "toy-attr": (training.AttrTrainConfig, training.train_attr),
+    "toy-clip": (toyclip.ClipTrainConfig, toyclip.train_clip),
 }
 
 
@@ -56,7 +58,8 @@ def write_card(name: str, run_dir: Path) -> str:
         from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
         from .zoo import DiffusionBundle, load
-        unet = UNet2DModel.from_pretrained(str(run_dir), use_safetensors=True, torch_dtype=torch.float32).eval()
+        unet = UNet2DModel.from_pretrained(str(run_dir), use_safetensors=True, torch_dtype=torch.float32,
+                                           low_cpu_mem_usage=False).eval()
         ddpm = DDPMScheduler.from_pretrained(str(run_dir), subfolder="scheduler")
         bundle = DiffusionBundle(name, unet, DDIMScheduler.from_config(ddpm.config), ddpm, 32, str(run_dir))
         q = evaluate.sample_quality(evaluate.ddpm_samples(bundle), load("toy-attr").model)
@@ -67,4 +70,36 @@ def write_card(name: str, run_dir: Path) -> str:
         lines += [f"- largest gap between sampled and world attribute frequency: {q.max_frequency_gap:.3f} (bar 0.10)", "",
                   "| attribute value | sampled | world |", "| --- | --- | --- |"]
         lines += [f"| {k} | {s:.3f} | {w:.3f} |" for k, (s, w) in q.frequency.items()]
+    if name == "toy-clip":
+        lines += _clip_card(run_dir)
     return "\n".join(lines) + "\n"
+
+
+def _clip_card(run_dir: Path) -> list:
+    """The toy-clip section of its card: the bars of tests/test_quality.py, measured on toy and photo images."""
+    from transformers import CLIPModel, PreTrainedTokenizerFast
+    model = CLIPModel.from_pretrained(str(run_dir), use_safetensors=True, dtype=torch.float32).eval()
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(run_dir))
+    n_params = sum(p.numel() for p in model.parameters())
+    q = {d: evaluate.clip_quality(model, tokenizer, domain=d) for d in ("toy", "photo")}
+    lines = [f"- parameters: {n_params:,} (text {model.config.text_config.num_hidden_layers} x "
+             f"{model.config.text_config.hidden_size}, vision {model.config.vision_config.num_hidden_layers} x "
+             f"{model.config.vision_config.hidden_size}, patch {model.config.vision_config.patch_size}, "
+             f"projection {model.config.projection_dim})", "",
+             "## Measured (python -m diffnb.zoo install)", "",
+             "| measure | toy | photo | bar (toy) |", "| --- | --- | --- | --- |",
+             f"| caption -> image top-1 among 64 random pairs (8 groups) | {q['toy'].retrieval_top1:.3f} | "
+             f"{q['photo'].retrieval_top1:.3f} | >= 0.80 |"]
+    for b in q["toy"].zero_shot:
+        yes, no = evaluate.zero_shot_prompts("cat", b)
+        lines.append(f"| zero-shot {b} ('{yes}' vs '{no}', 512 images) | {q['toy'].zero_shot[b]:.3f} | "
+                     f"{q['photo'].zero_shot[b]:.3f} | >= 0.90 |")
+    for b in q["toy"].directional:
+        bar = ">= 0.95" if b == "glasses" else "none"
+        lines.append(f"| directional similarity > 0, edit {b} (256 pairs; mean "
+                     f"{q['toy'].directional_mean[b]:.2f}) | {q['toy'].directional[b]:.3f} | "
+                     f"{q['photo'].directional[b]:.3f} | {bar} |")
+    lines += ["", "Directional similarity is cos(E_I(b) - E_I(a), E_T(b) - E_T(a)) for the same world image "
+              "without (a) and with (b) the attribute, against the two full captions.",
+              "Photo images are never seen in training (only toy images with photometric augmentation); no bar."]
+    return lines

@@ -26,9 +26,11 @@ import torch
 TOY_MODELS = {
     "toy-ddpm": "unconditional UNet2DModel + DDPM/DDIM scheduler, trained on toy world images",
     "toy-attr": "small CNN reading every world attribute (4 binary, 4 categorical)",
+    "toy-clip": "CLIPModel (ViT patch 4 + text transformer) and a word-level tokenizer, contrastive on (image, caption)",
 }
 REAL_MODELS = {  # name -> (hub id, download size, the toy model that stands in for it)
     "ddpm-celebahq": ("google/ddpm-celebahq-256", "455 MB", "toy-ddpm"),
+    "clip-vit-b16": ("openai/clip-vit-base-patch16", "599 MB", "toy-clip"),
 }
 
 
@@ -56,6 +58,16 @@ class ClassifierBundle:
     """An attribute classifier (diffnb.classifiers.AttributeClassifier)."""
     name: str
     model: torch.nn.Module
+    source: str
+    card: str = ""
+
+
+@dataclass
+class ClipBundle:
+    """A CLIP model and its tokenizer (use them through diffnb.toyclip: tokenize, image_embeds, clip_score)."""
+    name: str
+    model: torch.nn.Module         # transformers CLIPModel
+    tokenizer: object              # toy: word-level PreTrainedTokenizerFast; real: CLIPTokenizer
     source: str
     card: str = ""
 
@@ -112,12 +124,16 @@ def load(name: str, root: Optional[Path] = None, device: Optional[str] = None, d
     """Load a toy model (checked against the manifest) or a real one (from the hub). Returns a bundle."""
     _check_name(name)
     if name in REAL_MODELS:
+        if REAL_MODELS[name][2] == "toy-clip":
+            return _load_real_clip(name, device, dtype)
         return _load_real(name, device, dtype)
     folder = verify(name, root)
     card = (folder / "card.md").read_text() if (folder / "card.md").is_file() else ""
     if name == "toy-ddpm":
         bundle = _diffusion_bundle(name, folder, dtype)
         bundle.card = card
+    elif name == "toy-clip":
+        bundle = _load_clip(folder, card, dtype)
     else:
         bundle = _load_attr(folder, card, dtype)
     _to(bundle, device)
@@ -126,7 +142,8 @@ def load(name: str, root: Optional[Path] = None, device: Optional[str] = None, d
 
 def _diffusion_bundle(name: str, folder: Path, dtype) -> DiffusionBundle:
     from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
-    unet = UNet2DModel.from_pretrained(str(folder), use_safetensors=True, torch_dtype=dtype).eval()
+    unet = UNet2DModel.from_pretrained(str(folder), use_safetensors=True, torch_dtype=dtype,
+                                       low_cpu_mem_usage=False).eval()
     ddpm = DDPMScheduler.from_pretrained(str(folder), subfolder="scheduler")
     return DiffusionBundle(name=name, unet=unet.requires_grad_(False), scheduler=DDIMScheduler.from_config(ddpm.config),
                            ddpm_scheduler=ddpm, image_size=unet.config.sample_size, source=str(folder))
@@ -141,6 +158,27 @@ def _load_attr(folder: Path, card: str, dtype) -> ClassifierBundle:
     model = AttributeClassifier(AttrConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
     model.load_state_dict({k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()})
     return ClassifierBundle("toy-attr", model.to(dtype).eval().requires_grad_(False), str(folder), card)
+
+
+def _load_clip(folder: Path, card: str, dtype) -> ClipBundle:
+    from transformers import CLIPModel, PreTrainedTokenizerFast
+    model = CLIPModel.from_pretrained(str(folder), use_safetensors=True, dtype=dtype)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
+    return ClipBundle("toy-clip", model.eval().requires_grad_(False), tokenizer, str(folder), card)
+
+
+def _load_real_clip(name, device, dtype) -> ClipBundle:
+    hub_id, size, toy = REAL_MODELS[name]
+    try:
+        from transformers import CLIPModel, CLIPTokenizer
+        model = CLIPModel.from_pretrained(hub_id, use_safetensors=True, dtype=dtype)
+        tokenizer = CLIPTokenizer.from_pretrained(hub_id)
+    except Exception as e:  # offline, no network, or no access
+        raise RuntimeError(f"could not load {name} ({hub_id}, a {size} download, needs network): "
+                           f"{type(e).__name__}: {str(e)[:200]}. In toy mode use zoo.load({toy!r}) instead.") from None
+    bundle = ClipBundle(name, model.eval().requires_grad_(False), tokenizer, hub_id)
+    _to(bundle, device)
+    return bundle
 
 
 def _load_real(name, device, dtype):
