@@ -18,11 +18,13 @@ TRAINERS = {
 }
 
 
-def train(name: str, steps=None, out=None) -> training.TrainResult:
-    """Train toy model `name` with its default config (optionally another number of steps) into `out`."""
+def train(name: str, steps=None, out=None, resume: bool = False) -> training.TrainResult:
+    """Train toy model `name` with its default config (optionally another number of steps) into `out`.
+    resume=True continues a diffusion model's run in `out` (see training._load_state)."""
     config_cls, fn = TRAINERS[name]
     cfg = config_cls() if steps is None else replace(config_cls(), steps=int(steps))
-    return fn(cfg, Path(out or Path("runs") / name))
+    kwargs = {"resume": True} if resume else {}
+    return fn(cfg, Path(out or Path("runs") / name), **kwargs)
 
 
 def _header(name: str, run_dir: Path) -> list:

@@ -90,15 +90,24 @@ def _save_state(out_dir: Path, step: int, model, ema) -> None:
 
 
 def _load_state(out_dir: Path, model, ema) -> int:
+    """Resume from out_dir/resume_state.safetensors; failing that, from a shipped model folder copied into out_dir
+    (EMA weights as the start of both networks, the step count from its train_log.json). Returns the step."""
     from safetensors import safe_open
+    from safetensors.torch import load_file
     path = out_dir / "resume_state.safetensors"
-    if not path.is_file():
-        return 0
-    with safe_open(str(path), "pt") as f:
-        step = int(f.metadata()["step"])
-        model.load_state_dict({k[6:]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")})
-        ema.load_state_dict({k[4:]: f.get_tensor(k) for k in f.keys() if k.startswith("ema.")})
-    return step
+    if path.is_file():
+        with safe_open(str(path), "pt") as f:
+            step = int(f.metadata()["step"])
+            model.load_state_dict({k[6:]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")})
+            ema.load_state_dict({k[4:]: f.get_tensor(k) for k in f.keys() if k.startswith("ema.")})
+        return step
+    weights = out_dir / "diffusion_pytorch_model.safetensors"
+    if weights.is_file() and (out_dir / "train_log.json").is_file():
+        state = {k: v.float() for k, v in load_file(str(weights)).items()}
+        model.load_state_dict(state)
+        ema.load_state_dict(state)
+        return int(json.loads((out_dir / "train_log.json").read_text())["step"])
+    return 0
 
 
 def train_ddpm(cfg: DDPMTrainConfig, out_dir, progress: bool = True, resume: bool = False) -> TrainResult:

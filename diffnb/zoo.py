@@ -26,7 +26,7 @@ import torch
 TOY_MODELS = {
     "toy-ddpm": "unconditional UNet2DModel + DDPM/DDIM scheduler, trained on toy world images",
     "toy-attr": "small CNN reading every world attribute (4 binary, 4 categorical)",
-    "toy-clip": "CLIPModel (ViT patch 4 + text transformer) and a word-level tokenizer, contrastive on (image, caption)",
+    "toy-clip": "CLIPModel (ViT, 8x8 patches + text transformer) and a word-level tokenizer, contrastive on (image, caption)",
 }
 REAL_MODELS = {  # name -> (hub id, download size, the toy model that stands in for it)
     "ddpm-celebahq": ("google/ddpm-celebahq-256", "455 MB", "toy-ddpm"),
@@ -244,6 +244,8 @@ def main(argv=None) -> int:
     t.add_argument("name", choices=list(TOY_MODELS))
     t.add_argument("--steps", type=int, help="override the config's number of steps")
     t.add_argument("--out", help="run folder (default runs/<name>)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (toy-ddpm; copy data/models/toy-ddpm there to continue the shipped one)")
     i = sub.add_parser("install")
     i.add_argument("name", choices=list(TOY_MODELS))
     i.add_argument("run_dir")
@@ -258,7 +260,7 @@ def main(argv=None) -> int:
             print(n, "ok", verify(n))
     elif a.cmd == "train":
         from . import cards
-        result = cards.train(a.name, steps=a.steps, out=a.out)
+        result = cards.train(a.name, steps=a.steps, out=a.out, resume=a.resume)
         print(f"trained {result.name} for {result.steps} steps in {result.minutes:.1f} min into {result.out_dir}")
     elif a.cmd == "install":
         from . import cards
