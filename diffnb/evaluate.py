@@ -68,6 +68,19 @@ def sample_quality(images: torch.Tensor, attr_model) -> SampleQuality:
                          max(abs(s - w) for s, w in frequency.values()))
 
 
+@torch.no_grad()
+def seg_miou(model, domain: str = "toy", n: int = 1000, seed: int = 30_000, batch_size: int = 250) -> dict:
+    """toy-seg on n fresh images of `domain`: {"mean_iou": float, "per_class": {class: IoU}} over the whole set."""
+    from .metrics import iou_per_class
+    preds, targets = [], []
+    for k in range(0, n, batch_size):
+        batch = world.sample(min(batch_size, n - k), seed=seed + k, domain=domain)
+        preds.append(model.predict(batch.images))
+        targets.append(batch.masks)
+    ious = iou_per_class(torch.cat(preds), torch.cat(targets))
+    return {"mean_iou": float(ious.nanmean()), "per_class": dict(zip(world.MASK_CLASSES, ious.tolist()))}
+
+
 def ddpm_samples(bundle, n: int = 256, num_inference_steps: int = 50, seed: int = 0, batch_size: int = 128):
     """n DDIM samples (eta = 0) of a DiffusionBundle, deterministic from `seed`."""
     gen = torch.Generator().manual_seed(seed)

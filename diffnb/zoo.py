@@ -134,6 +134,8 @@ def load(name: str, root: Optional[Path] = None, device: Optional[str] = None, d
         bundle.card = card
     elif name == "toy-clip":
         bundle = _load_clip(folder, card, dtype)
+    elif name == "toy-seg":
+        bundle = _load_seg(folder, card, dtype)
     else:
         bundle = _load_attr(folder, card, dtype)
     _to(bundle, device)
@@ -179,6 +181,17 @@ def _load_real_clip(name, device, dtype) -> ClipBundle:
     bundle = ClipBundle(name, model.eval().requires_grad_(False), tokenizer, hub_id)
     _to(bundle, device)
     return bundle
+
+
+def _load_seg(folder: Path, card: str, dtype) -> ClassifierBundle:
+    from safetensors.torch import load_file
+
+    from .segmentation import SegConfig, SegmentationNet
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.pop("model", None)
+    model = SegmentationNet(SegConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
+    model.load_state_dict({k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()})
+    return ClassifierBundle("toy-seg", model.to(dtype).eval().requires_grad_(False), str(folder), card)
 
 
 def _load_real(name, device, dtype):
@@ -234,6 +247,11 @@ def install(name: str, run_dir: Path, root: Optional[Path] = None, card: str = "
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
+def _trainable() -> list:
+    from . import cards
+    return list(cards.TRAINERS)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m diffnb.zoo", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -241,13 +259,13 @@ def main(argv=None) -> int:
     v = sub.add_parser("verify")
     v.add_argument("name", nargs="?")
     t = sub.add_parser("train")
-    t.add_argument("name", choices=list(TOY_MODELS))
+    t.add_argument("name", choices=sorted(_trainable()))
     t.add_argument("--steps", type=int, help="override the config's number of steps")
     t.add_argument("--out", help="run folder (default runs/<name>)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out (toy-ddpm; copy data/models/toy-ddpm there to continue the shipped one)")
     i = sub.add_parser("install")
-    i.add_argument("name", choices=list(TOY_MODELS))
+    i.add_argument("name", choices=sorted(_trainable()))
     i.add_argument("run_dir")
     a = p.parse_args(argv)
     if a.cmd == "list":
