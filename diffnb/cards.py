@@ -108,7 +108,7 @@ def _clip_card(run_dir: Path) -> list:
              f"{q['photo'].retrieval_top1:.3f} | >= 0.80 |"]
     for b in q["toy"].zero_shot:
         yes, no = evaluate.zero_shot_prompts("cat", b)
-        lines.append(f"| zero-shot {b} ('{yes}' vs '{no}', 512 images) | {q['toy'].zero_shot[b]:.3f} | "
+        lines.append(f"| zero-shot {b} (e.g. '{yes}' vs '{no}', true subject, 512 images) | {q['toy'].zero_shot[b]:.3f} | "
                      f"{q['photo'].zero_shot[b]:.3f} | >= 0.90 |")
     for b in q["toy"].directional:
         bar = ">= 0.95" if b == "glasses" else "none"

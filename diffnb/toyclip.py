@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -103,8 +103,8 @@ def tokenize(tokenizer, prompts) -> dict:
 # Model
 # ----------------------------------------------------------------------------------------------
 def clip_config(tokenizer, text_hidden: int = 96, text_layers: int = 3, vision_hidden: int = 96,
-                vision_layers: int = 3, heads: int = 4, projection_dim: int = 64):
-    """A small transformers CLIPConfig for 32x32 images (patch 4: 64 patches + CLS) and toy prompts.
+                vision_layers: int = 3, heads: int = 4, projection_dim: int = 64, patch_size: int = 8):
+    """A small transformers CLIPConfig for 32x32 images (patch 8: 16 patches + CLS) and toy prompts.
     eos_token_id is the tokenizer's EOS, so CLIPTextTransformer pools the first EOS token's state."""
     from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
     text = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=text_hidden, intermediate_size=4 * text_hidden,
@@ -112,7 +112,7 @@ def clip_config(tokenizer, text_hidden: int = 96, text_layers: int = 3, vision_h
                           max_position_embeddings=tokenizer.model_max_length,
                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                           pad_token_id=tokenizer.pad_token_id, projection_dim=projection_dim)
-    vision = CLIPVisionConfig(image_size=world.SIZE, patch_size=4, hidden_size=vision_hidden,
+    vision = CLIPVisionConfig(image_size=world.SIZE, patch_size=patch_size, hidden_size=vision_hidden,
                               intermediate_size=4 * vision_hidden, num_hidden_layers=vision_layers,
                               num_attention_heads=heads, projection_dim=projection_dim)
     return CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=projection_dim)
@@ -176,35 +176,51 @@ def directional_similarity(model, tokenizer, img_a, img_b, text_a, text_b) -> to
 class ClipTrainConfig:
     """toy-clip: contrastive (image, caption) training on toy world images."""
     steps: int = 3000
-    batch_size: int = 128
+    batch_size: int = 128             # image-caption pairs per step, twins included
     lr: float = 2e-3                  # AdamW, linear warm-up then cosine decay to 0
-    warmup: int = 150
+    warmup: int = 100
     weight_decay: float = 0.05
     seed: int = 0
     text_hidden: int = 96             # text tower width
     text_layers: int = 3
-    vision_hidden: int = 96           # vision tower width (patch 4 on 32x32 images)
+    vision_hidden: int = 96           # vision tower width
+    patch_size: int = 8               # 4x4 patches of 8x8 pixels: patch 4 (64 patches) learned mouths and eyes
+                                      # far more slowly (attention spread over many patches) at 3x the cost
     vision_layers: int = 3
     heads: int = 4
     projection_dim: int = 64
     p_full_caption: float = 0.3       # fraction of full captions; the rest drop each attribute w.p. U(0, 1)
     p_augment: float = 0.3            # fraction of images given training.augment's photometric augmentation
+    twins: float = 0.5                # fraction of each batch that are hard negatives: an image with one
+                                      # binary attribute flipped (see training_pairs)
     save_every: int = 500
     log_every: int = 50
     num_threads: int = 0              # 0: leave torch's default
 
 
-def training_captions(attrs, rng: np.random.Generator, p_full: float) -> list:
-    """One caption per Attributes: the full caption w.p. p_full, else a partial one (world.partial_caption)
-    with a drop probability drawn uniformly, so short prompts like 'a cat with glasses' are common."""
-    return [world.caption(a) if rng.random() < p_full else world.partial_caption(a, rng, p_drop=rng.random())
-            for a in attrs]
+def training_pairs(batch, n_twins: int, rng: np.random.Generator, p_full: float):
+    """(images (B + n_twins, 3, 32, 32), captions) for one contrastive step. Captions are full w.p. p_full,
+    else leave each attribute out with a probability drawn from U(0, 1) (world.caption's `drop`), so short
+    prompts like 'a cat with glasses' are common. The first n_twins images come again as hard negatives
+    with one binary attribute flipped (same geometry, world.render with the batch's seed); an image and its
+    twin leave the same attributes out, but never the flipped one."""
+    droppable = [n for n in world.ATTRIBUTE_NAMES if n != "subject"]
+    drops = []
+    for _ in batch.attributes:
+        p = -1.0 if rng.random() < p_full else rng.random()
+        drops.append([n for n in droppable if rng.random() < p])
+    flips = [world.BINARY[i] for i in rng.integers(len(world.BINARY), size=n_twins)]
+    twin_attrs = [replace(a, **{f: not getattr(a, f)}) for a, f in zip(batch.attributes, flips)]
+    twins = world.render(twin_attrs + batch.attributes[n_twins:], seed=batch.seed, domain=batch.domain)
+    drops = [[n for n in d if n != f] for d, f in zip(drops, flips)] + drops[n_twins:]
+    captions = [world.caption(a, drop=d) for a, d in zip(batch.attributes + twin_attrs, drops + drops[:n_twins])]
+    return torch.cat([batch.images, twins.images[:n_twins]]), captions
 
 
 def build_model(cfg: ClipTrainConfig, tokenizer):
     from transformers import CLIPModel
     return CLIPModel(clip_config(tokenizer, cfg.text_hidden, cfg.text_layers, cfg.vision_hidden,
-                                 cfg.vision_layers, cfg.heads, cfg.projection_dim))
+                                 cfg.vision_layers, cfg.heads, cfg.projection_dim, cfg.patch_size))
 
 
 def train_clip(cfg: ClipTrainConfig, out_dir, progress: bool = True) -> training.TrainResult:
@@ -223,16 +239,16 @@ def train_clip(cfg: ClipTrainConfig, out_dir, progress: bool = True) -> training
         math.pi * min(1.0, max(0, s - warm) / max(1, cfg.steps - warm))))))
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, 31])
-    data = world.stream(cfg.batch_size, seed=cfg.seed + 3000)
+    n_twins = int(round(cfg.batch_size * cfg.twins))
+    data = world.stream(cfg.batch_size - n_twins, seed=cfg.seed + 3000)
     tokenizer.save_pretrained(out_dir)
     t0, losses, window = time.time(), [], []
     for step in range(1, cfg.steps + 1):
-        batch = next(data)
-        x = batch.images
+        x, captions = training_pairs(next(data), n_twins, rng, cfg.p_full_caption)
         aug = torch.rand(len(x), generator=gen) < cfg.p_augment
         if aug.any():
             x = torch.where(aug.view(-1, 1, 1, 1), training.augment(x, gen), x)
-        enc = tokenize(tokenizer, training_captions(batch.attributes, rng, cfg.p_full_caption))
+        enc = tokenize(tokenizer, captions)
         loss = model(**enc, pixel_values=pixel_values(model, x), return_loss=True).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -33,3 +33,28 @@ def test_toy_ddpm_colours_are_on_palette(ddpm_quality):
 
 def test_toy_ddpm_attribute_frequencies_match_world(ddpm_quality):
     assert ddpm_quality.max_frequency_gap <= 0.10, ddpm_quality.frequency
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return zoo.load("toy-clip")
+
+
+def test_toy_clip_caption_to_image_retrieval(clip):
+    top1 = evaluate.clip_retrieval(clip.model, clip.tokenizer, n_groups=8, group=64)
+    assert top1 >= 0.80, top1
+
+
+@pytest.fixture(scope="module")
+def clip_zero_shot(clip):
+    return evaluate.clip_zero_shot(clip.model, clip.tokenizer, n=512)
+
+
+@pytest.mark.parametrize("attribute", world.BINARY)
+def test_toy_clip_zero_shot_attributes(clip_zero_shot, attribute):
+    assert clip_zero_shot[attribute] >= 0.90, clip_zero_shot
+
+
+def test_toy_clip_directional_similarity_of_glasses_edits(clip):
+    d = evaluate.clip_directional(clip.model, clip.tokenizer, "glasses", n=256)
+    assert (d > 0).float().mean() >= 0.95, d
