@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
-from diffnb import evaluate, sampling, show, widgets, world, zoo
+from diffnb import evaluate, metrics, sampling, show, widgets, world, zoo
 """),
 md(r"""
 ## Settings
@@ -220,18 +220,35 @@ print(f"max |ours - diffusers| over {NUM_INFERENCE_STEPS} steps at η = 0.5 belo
 """),
 md(r"""
 ## 7. Meet the zoo
-Two toy models so far, each with a real counterpart. Every later notebook measures with them, so they are
-measured too: here live, on fresh images, and in the model cards and `tests/test_quality.py` on more.
+The toy models each stand in for a real one. Every later notebook measures with them, so they are measured
+too: here live on fresh images, and on more images in their model cards and in `tests/test_quality.py`.
+The perceptual distance is LPIPS's formula computed by the `lpips` package over toy-attr's trunk (the real
+AlexNet trunk needs an ImageNet download); every table that uses it says "toy-LPIPS".
 """),
 code(r"""
 attr = zoo.load("toy-attr", device=DEVICE)
+clip = zoo.load("toy-clip", device=DEVICE)
+lpips_toy = metrics.toy_lpips(attr.model)
 acc = {d: evaluate.attr_accuracy(attr.model, domain=d, n=500, seed=50_000) for d in ("toy", "photo")}
 quality = evaluate.sample_quality(ddim, attr.model)
-print(f"{'model':10s} {'params':>8s}  stands for                     measured here")
-print(f"{'toy-ddpm':10s} {sum(p.numel() for p in ddpm.unet.parameters()) / 1e6:7.2f}M  google/ddpm-celebahq-256       "
-      f"{quality.confident_all_binary:.0%} of the {N_SAMPLES} DDIM samples above read confidently by toy-attr")
-print(f"{'toy-attr':10s} {sum(p.numel() for p in attr.model.parameters()) / 1e6:7.2f}M  CLIP zero-shot attributes      "
-      f"worst binary accuracy {acc['toy'].worst_binary():.1%} (toy), {acc['photo'].worst_binary():.1%} (photo)")
+retrieval = evaluate.clip_retrieval(clip.model, clip.tokenizer, n_groups=2, seed=51_000)
+eyes = world.sample(32, seed=SEED + 5, eyes_open=True)
+d_closed = lpips_toy(eyes.images, world.with_attributes(eyes, eyes_open=False).images).mean()
+d_shift = lpips_toy(eyes.images, torch.roll(eyes.images, 1, dims=3)).mean()
+
+def n_params(m):
+    return f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f}M"
+
+rows = [("toy-ddpm", n_params(ddpm.unet), "google/ddpm-celebahq-256",
+         f"{quality.confident_all_binary:.0%} of the {N_SAMPLES} DDIM samples above read confidently by toy-attr"),
+        ("toy-attr", n_params(attr.model), "CLIP zero-shot attribute prompts",
+         f"worst binary accuracy {acc['toy'].worst_binary():.1%} (toy), {acc['photo'].worst_binary():.1%} (photo)"),
+        ("toy-clip", n_params(clip.model), "openai/clip-vit-base-patch16",
+         f"caption -> image top-1 among 64 pairs: {retrieval:.0%}"),
+        ("toy-LPIPS", "(trunk)", "lpips.LPIPS(net='alex')",
+         f"closed eyes {d_closed:.3f} vs a 1-pixel shift {d_shift:.3f}")]
+for name, size, real, measured in rows:
+    print(f"{name:10s} {size:>8s}  {real:34s} {measured}")
 """),
 code(r"""
 print("toy-attr reads the first DDIM samples as:")
