@@ -8,13 +8,19 @@ from pathlib import Path
 
 import torch
 
-from . import evaluate, training
+from . import evaluate, t2i, training
 from . import toyclip
+
+def _train_t2i(cfg, out_dir, **kwargs):
+    from .zoo import load
+    return t2i.train_t2i(cfg, out_dir, load("toy-clip"), **kwargs)
+
 
 TRAINERS = {
     "toy-ddpm": (training.DDPMTrainConfig, training.train_ddpm),
     "toy-attr": (training.AttrTrainConfig, training.train_attr),
     "toy-seg": (training.SegTrainConfig, training.train_seg),
+    "toy-t2i": (t2i.T2ITrainConfig, _train_t2i),
     "toy-clip": (toyclip.ClipTrainConfig, toyclip.train_clip),
 }
 

@@ -159,3 +159,41 @@ def clip_quality(model, tokenizer, domain: str = "toy") -> ClipQuality:
     return ClipQuality(clip_retrieval(model, tokenizer, domain=domain), 64, clip_zero_shot(model, tokenizer, domain=domain),
                        {b: (v > 0).float().mean().item() for b, v in d.items()},
                        {b: v.mean().item() for b, v in d.items()})
+
+
+# ----------------------------------------------------------------------------------------------
+# toy-t2i: does a sample show what its caption says?
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class T2IQuality:
+    """toy-t2i samples of n random captions, read by toy-attr and toy-clip."""
+    n: int
+    guidance_scale: float
+    stated_agree: float            # fraction whose every stated attribute toy-attr confirms
+    subject_right: float           # fraction whose subject toy-attr confirms
+    clip_beats_shuffled: float     # fraction with CLIP score(sample, caption) > score(sample, another caption)
+
+
+@torch.no_grad()
+def t2i_quality(bundle, attr_model, clip_bundle, n: int = 256, guidance_scale: float = 5.0,
+                num_inference_steps: int = 50, seed: int = 40_000, batch_size: int = 64) -> T2IQuality:
+    """Sample one image per random partial caption and check it against the caption."""
+    import numpy as np
+
+    from . import t2i
+    from .toyclip import clip_score
+    rng = np.random.default_rng(seed)
+    captions = [world.partial_caption(a, rng) for a in world.sample_attributes(n, seed=seed)]
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.cat([t2i.sample(bundle, captions[k:k + batch_size], guidance_scale=guidance_scale,
+                                   num_inference_steps=num_inference_steps, generator=gen).images
+                        for k in range(0, n, batch_size)])
+    read = attr_model.predict(images).attributes()
+    stated = [world.parse_caption(c) for c in captions]
+    agree = [all(getattr(r, k) == v for k, v in s.items()) for r, s in zip(read, stated)]
+    subject = [r.subject == s["subject"] for r, s in zip(read, stated)]
+    shuffled = captions[1:] + captions[:1]
+    own = clip_score(clip_bundle.model, clip_bundle.tokenizer, images, captions)
+    other = clip_score(clip_bundle.model, clip_bundle.tokenizer, images, shuffled)
+    return T2IQuality(n, guidance_scale, float(np.mean(agree)), float(np.mean(subject)),
+                      float((own > other).float().mean()))

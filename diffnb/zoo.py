@@ -31,6 +31,7 @@ TOY_MODELS = {
 REAL_MODELS = {  # name -> (hub id, download size, the toy model that stands in for it)
     "ddpm-celebahq": ("google/ddpm-celebahq-256", "455 MB", "toy-ddpm"),
     "clip-vit-b16": ("openai/clip-vit-base-patch16", "599 MB", "toy-clip"),
+    "sd-1.4": ("CompVis/stable-diffusion-v1-4", "5.2 GB", "toy-t2i"),
 }
 
 
@@ -124,6 +125,8 @@ def load(name: str, root: Optional[Path] = None, device: Optional[str] = None, d
     """Load a toy model (checked against the manifest) or a real one (from the hub). Returns a bundle."""
     _check_name(name)
     if name in REAL_MODELS:
+        if REAL_MODELS[name][2] == "toy-t2i":
+            return _load_real_t2i(name, device, dtype)
         if REAL_MODELS[name][2] == "toy-clip":
             return _load_real_clip(name, device, dtype)
         return _load_real(name, device, dtype)
@@ -136,6 +139,8 @@ def load(name: str, root: Optional[Path] = None, device: Optional[str] = None, d
         bundle = _load_clip(folder, card, dtype)
     elif name == "toy-seg":
         bundle = _load_seg(folder, card, dtype)
+    elif name == "toy-t2i":
+        bundle = _load_t2i(folder, card, dtype, root)
     else:
         bundle = _load_attr(folder, card, dtype)
     _to(bundle, device)
@@ -192,6 +197,40 @@ def _load_seg(folder: Path, card: str, dtype) -> ClassifierBundle:
     model = SegmentationNet(SegConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
     model.load_state_dict({k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()})
     return ClassifierBundle("toy-seg", model.to(dtype).eval().requires_grad_(False), str(folder), card)
+
+
+def _load_t2i(folder: Path, card: str, dtype, root):
+    """toy-t2i: its UNet2DConditionModel and scheduler, with toy-clip's text tower and tokenizer (no VAE)."""
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+
+    from .t2i import T2IBundle, text_tower
+    unet = UNet2DConditionModel.from_pretrained(str(folder), use_safetensors=True, torch_dtype=dtype,
+                                                low_cpu_mem_usage=False).eval().requires_grad_(False)
+    ddpm = DDPMScheduler.from_pretrained(str(folder), subfolder="scheduler")
+    clip = load("toy-clip", root=root, dtype=dtype)
+    return T2IBundle("toy-t2i", unet, text_tower(clip.model).to(dtype), clip.tokenizer,
+                     DDIMScheduler.from_config(ddpm.config), None, unet.config.sample_size, str(folder), card)
+
+
+def _load_real_t2i(name, device, dtype):
+    hub_id, size, toy = REAL_MODELS[name]
+    try:
+        from diffusers import StableDiffusionPipeline
+        pipe = StableDiffusionPipeline.from_pretrained(hub_id, use_safetensors=True, torch_dtype=dtype,
+                                                       safety_checker=None)
+    except Exception as e:  # offline, no network, or no access
+        raise RuntimeError(f"could not load {name} ({hub_id}, a {size} download, needs network and a GPU): "
+                           f"{type(e).__name__}: {str(e)[:200]}. In toy mode use zoo.load({toy!r}) instead.") from None
+    from diffusers import DDIMScheduler
+
+    from .t2i import T2IBundle
+    bundle = T2IBundle(name, pipe.unet.eval().requires_grad_(False), pipe.text_encoder.eval().requires_grad_(False),
+                       pipe.tokenizer, DDIMScheduler.from_config(pipe.scheduler.config), pipe.vae.eval().requires_grad_(False),
+                       pipe.unet.config.sample_size * 8, hub_id)
+    if device is not None:
+        for m in (bundle.unet, bundle.text_encoder, bundle.vae):
+            m.to(device)
+    return bundle
 
 
 def _load_real(name, device, dtype):
