@@ -26,6 +26,7 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks
 EXTRA_BENCHMARKS: list[tuple[str, str, Callable[[], float]]] = [
     # ("sdd_speedup_vs_sdedit", "x", lambda: __import__("diffnb.sdd").sdd.speedup_vs_sdedit()),
+    ("nb01_slider_redraw_s", "s", lambda: slider_redraw_seconds()),
 ]
 
 
@@ -77,6 +78,18 @@ def ddim_images_per_s(batch_size: int = 16, num_inference_steps: int = 50) -> fl
     sampling.sample(b.unet, b.scheduler, batch_size=batch_size, num_inference_steps=num_inference_steps,
                     eta=0.0, generator=torch.Generator().manual_seed(0))
     return batch_size / (time.perf_counter() - start)
+
+
+def slider_redraw_seconds(batch_size: int = 4, num_inference_steps: int = 30) -> float:
+    """Notebook 01's slider at its slowest setting (4 images, 30 DDIM steps, eta = 1): seconds per redraw
+    (budget: about 1 s, DESIGN.md)."""
+    import torch
+    from diffnb import sampling, zoo
+    b = zoo.load("toy-ddpm")
+    start = time.perf_counter()
+    sampling.sample(b.unet, b.scheduler, batch_size=batch_size, num_inference_steps=num_inference_steps,
+                    eta=1.0, generator=torch.Generator().manual_seed(0))
+    return time.perf_counter() - start
 
 
 def run_benchmarks(pattern: str = "*.ipynb", skip_notebooks: bool = False,
