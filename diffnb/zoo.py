@@ -32,6 +32,8 @@ REAL_MODELS = {  # name -> (hub id, download size, the toy model that stands in 
     "ddpm-celebahq": ("google/ddpm-celebahq-256", "455 MB", "toy-ddpm"),
     "clip-vit-b16": ("openai/clip-vit-base-patch16", "599 MB", "toy-clip"),
     "sd-1.4": ("CompVis/stable-diffusion-v1-4", "5.2 GB", "toy-t2i"),
+    "clip-attributes": ("openai/clip-vit-base-patch16", "599 MB", "toy-attr"),   # CLIP zero-shot (diffnb.zeroshot)
+    "face-parsing": ("jonathandinu/face-parsing", "about 340 MB", "toy-seg"),    # a CelebAMask-HQ SegFormer
 }
 
 
@@ -125,6 +127,15 @@ def load(name: str, root: Optional[Path] = None, device: Optional[str] = None, d
     """Load a toy model (checked against the manifest) or a real one (from the hub). Returns a bundle."""
     _check_name(name)
     if name in REAL_MODELS:
+        if name == "clip-attributes":
+            from .zeroshot import REAL_PROMPTS, ZeroShotAttributes
+            try:
+                clip = _load_real_clip("clip-vit-b16", device, dtype)
+            except RuntimeError as e:
+                raise RuntimeError(f"{e} (clip-attributes stands in for toy-attr in real mode)") from None
+            return ClassifierBundle(name, ZeroShotAttributes(clip.model, clip.tokenizer, REAL_PROMPTS).eval(), clip.source)
+        if name == "face-parsing":
+            return _load_face_parser(name, device, dtype)
         if REAL_MODELS[name][2] == "toy-t2i":
             return _load_real_t2i(name, device, dtype)
         if REAL_MODELS[name][2] == "toy-clip":
@@ -230,6 +241,34 @@ def _load_real_t2i(name, device, dtype):
     if device is not None:
         for m in (bundle.unet, bundle.text_encoder, bundle.vae):
             m.to(device)
+    return bundle
+
+
+class _SegformerLogits(torch.nn.Module):
+    """A SegFormer face parser with toy-seg's interface: (B,3,H,W) in [-1,1] -> (B, classes, H, W) logits."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.classes = tuple(model.config.id2label[i] for i in range(len(model.config.id2label)))
+
+    def forward(self, x):
+        mean = torch.tensor([0.485, 0.456, 0.406], device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225], device=x.device).view(1, 3, 1, 1)
+        logits = self.model(pixel_values=((x + 1) / 2 - mean) / std).logits
+        return torch.nn.functional.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def _load_face_parser(name, device, dtype) -> ClassifierBundle:
+    hub_id, size, toy = REAL_MODELS[name]
+    try:
+        from transformers import SegformerForSemanticSegmentation
+        model = SegformerForSemanticSegmentation.from_pretrained(hub_id, use_safetensors=True, dtype=dtype)
+    except Exception as e:  # offline, no network, or no access
+        raise RuntimeError(f"could not load {name} ({hub_id}, {size} download, needs network): "
+                           f"{type(e).__name__}: {str(e)[:200]}. In toy mode use zoo.load({toy!r}) instead.") from None
+    bundle = ClassifierBundle(name, _SegformerLogits(model.eval().requires_grad_(False)), hub_id)
+    _to(bundle, device)
     return bundle
 
 

@@ -92,3 +92,24 @@ def test_image_inputs_are_converted_or_rejected(tmp_path):
         images.to_tensor(42)
     with pytest.raises(ValueError, match="NaN"):
         images.to_tensor(torch.full((1, 3, 32, 32), float("nan")))
+
+
+@pytest.mark.parametrize("name", ["clip-vit-b16", "sd-1.4", "clip-attributes", "face-parsing"])
+def test_every_real_model_fails_fast_offline_naming_its_toy(name):
+    t0 = time.time()
+    with pytest.raises(RuntimeError, match=zoo.REAL_MODELS[name][2]):
+        zoo.load(name)
+    assert time.time() - t0 < 15
+
+
+def test_zero_shot_attributes_share_the_toy_path():
+    """The real-mode attribute reader (CLIP zero-shot) runs on toy-clip with toy prompts and reads the world."""
+    from diffnb import evaluate, world
+    from diffnb.zeroshot import ZeroShotAttributes, toy_prompts
+    clip = zoo.load("toy-clip")
+    reader = ZeroShotAttributes(clip.model, clip.tokenizer, toy_prompts()).eval()
+    batch = world.sample(200, seed=61_000)
+    pred = reader.predict(batch.images)
+    assert pred.binary.shape == (200, 4) and set(pred.categorical) == set(world.CATEGORICAL)
+    acc = evaluate.attr_accuracy(reader, n=200, seed=61_000).accuracy
+    assert min(acc[b] for b in world.BINARY) > 0.8, acc
