@@ -26,6 +26,7 @@ import torch
 TOY_MODELS = {
     "toy-ddpm": "unconditional UNet2DModel + DDPM/DDIM scheduler, trained on toy world images",
     "toy-attr": "small CNN reading every world attribute (4 binary, 4 categorical)",
+    "toy-seg": "small U-Net parsing a world image into its 10 mask classes",
     "toy-clip": "CLIPModel (ViT, 8x8 patches + text transformer) and a word-level tokenizer, contrastive on (image, caption)",
 }
 REAL_MODELS = {  # name -> (hub id, download size, the toy model that stands in for it)

@@ -58,3 +58,9 @@ def test_toy_clip_zero_shot_attributes(clip_zero_shot, attribute):
 def test_toy_clip_directional_similarity_of_glasses_edits(clip):
     d = evaluate.clip_directional(clip.model, clip.tokenizer, "glasses", n=256)
     assert (d > 0).float().mean() >= 0.95, d
+
+
+@pytest.mark.parametrize("domain,bar", [("toy", 0.85), ("photo", 0.75)])
+def test_toy_seg_mean_iou(domain, bar):
+    res = evaluate.seg_miou(zoo.load("toy-seg").model, domain=domain, n=1000)
+    assert res["mean_iou"] >= bar, res
