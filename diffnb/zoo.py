@@ -346,6 +346,7 @@ def main(argv=None) -> int:
     i = sub.add_parser("install")
     i.add_argument("name", choices=sorted(_trainable()))
     i.add_argument("run_dir")
+    i.add_argument("--note", default="", help="a paragraph appended to the card (e.g. how the run was shared)")
     a = p.parse_args(argv)
     if a.cmd == "list":
         for n, d in TOY_MODELS.items():
@@ -361,7 +362,8 @@ def main(argv=None) -> int:
         print(f"trained {result.name} for {result.steps} steps in {result.minutes:.1f} min into {result.out_dir}")
     elif a.cmd == "install":
         from . import cards
-        install(a.name, Path(a.run_dir), card=cards.write_card(a.name, Path(a.run_dir)))
+        card = cards.write_card(a.name, Path(a.run_dir)) + (f"\n## Note\n\n{a.note}\n" if a.note else "")
+        install(a.name, Path(a.run_dir), card=card)
         print(f"installed {a.name}; manifest updated")
     return 0
 

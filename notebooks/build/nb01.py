@@ -103,6 +103,7 @@ code(r"""
 t = torch.tensor(ts)
 ours = alpha_bar[t].view(-1, 1, 1, 1) ** 0.5 * x0 + (1 - alpha_bar[t]).view(-1, 1, 1, 1) ** 0.5 * n
 print("Eq. 1 equals scheduler.add_noise:", torch.allclose(ours, scheduler.add_noise(x0.repeat(8, 1, 1, 1), n.repeat(8, 1, 1, 1), t), atol=1e-6))
+print(f"alpha_bar at t = 0, 500, 999: {alpha_bar[0]:.4f}, {alpha_bar[500]:.4f}, {alpha_bar[999]:.6f}")
 """),
 md(r"""
 ## 3. Training a tiny DDPM, live
