@@ -309,21 +309,28 @@ def get_device() -> torch.device:
 # ------------------------------------------------------------------------------------------------
 # Maintainers: training, installing and describing the toy models
 # ------------------------------------------------------------------------------------------------
+def update_manifest(name: str, root: Optional[Path] = None) -> None:
+    """Record the sha256 of every file in data/models/<name> in the manifest."""
+    root = Path(root or default_root())
+    manifest = read_manifest(root) if (root / "manifest.json").is_file() else {}
+    manifest[name] = {"files": {rel: _sha256(root / name / rel) for rel in _files(root / name)}}
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
 def install(name: str, run_dir: Path, root: Optional[Path] = None, card: str = "") -> None:
     """Copy a finished training run into data/models/<name>, write its card and update the manifest."""
     root = Path(root or default_root())
     dest = root / name
     if dest.exists():
         shutil.rmtree(dest)
-    keep = [f for f in _files(Path(run_dir)) if f.endswith((".json", ".safetensors"))]
+    keep = [f for f in _files(Path(run_dir)) if f.endswith((".json", ".safetensors"))
+            and not f.startswith("resume_state")]   # the optimiser-side state stays in runs/
     for rel in keep:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(Path(run_dir) / rel, dest / rel)
     if card:
         (dest / "card.md").write_text(card)
-    manifest = read_manifest(root) if (root / "manifest.json").is_file() else {}
-    manifest[name] = {"files": {rel: _sha256(dest / rel) for rel in _files(dest)}}
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    update_manifest(name, root)
 
 
 def _trainable() -> list:
