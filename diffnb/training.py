@@ -189,26 +189,24 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (x.clamp(0, 1) * 2 - 1)
 
 
-def train_attr(cfg: AttrTrainConfig, out_dir, progress: bool = True) -> TrainResult:
-    """Train toy-attr with BCE + cross-entropy (classifiers.attribute_loss)."""
+def _fit_classifier(name: str, model, config: dict, batch_loss, cfg, out_dir, data_seed: int,
+                    progress: bool = True) -> TrainResult:
+    """The loop toy-attr and toy-seg share: AdamW with one-cycle, augmented world batches, fp16 safetensors.
+    batch_loss(model, augmented images, batch) -> scalar loss."""
     from safetensors.torch import save_file
-
-    from .classifiers import AttrConfig, AttributeClassifier, attribute_loss, config_dict
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    model = AttributeClassifier(AttrConfig())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     gen = torch.Generator().manual_seed(cfg.seed)
-    data = world.stream(cfg.batch_size, seed=cfg.seed + 2000)
-    (out_dir / "config.json").write_text(json.dumps(config_dict(model.config), indent=2))
+    data = world.stream(cfg.batch_size, seed=cfg.seed + data_seed)
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2))
     t0, losses, window = time.time(), [], []
     for step in range(1, cfg.steps + 1):
         batch = next(data)
-        loss = attribute_loss(model(augment(batch.images, gen)), world.encode_attributes(batch.attributes))
+        loss = batch_loss(model, augment(batch.images, gen), batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -223,8 +221,18 @@ def train_attr(cfg: AttrTrainConfig, out_dir, progress: bool = True) -> TrainRes
             save_file({k: v.half().contiguous() for k, v in model.state_dict().items()},
                       str(out_dir / "model.safetensors"))
             _write_log(out_dir, cfg, step, t0, losses)
-    return TrainResult("toy-attr", cfg.steps, (time.time() - t0) / 60, losses[-1][1] if losses else float("nan"),
+    return TrainResult(name, cfg.steps, (time.time() - t0) / 60, losses[-1][1] if losses else float("nan"),
                        str(out_dir), losses)
+
+
+def train_attr(cfg: AttrTrainConfig, out_dir, progress: bool = True) -> TrainResult:
+    """Train toy-attr with BCE + cross-entropy (classifiers.attribute_loss)."""
+    from .classifiers import AttrConfig, AttributeClassifier, attribute_loss, config_dict
+    torch.manual_seed(cfg.seed)
+    model = AttributeClassifier(AttrConfig())
+    return _fit_classifier("toy-attr", model, config_dict(model.config),
+                           lambda m, x, batch: attribute_loss(m(x), world.encode_attributes(batch.attributes)),
+                           cfg, out_dir, data_seed=2000, progress=progress)
 
 
 @dataclass
@@ -242,37 +250,9 @@ class SegTrainConfig:
 
 def train_seg(cfg: SegTrainConfig, out_dir, progress: bool = True) -> TrainResult:
     """Train toy-seg with per-pixel cross-entropy against the world's masks."""
-    from safetensors.torch import save_file
-
     from .segmentation import SegConfig, SegmentationNet, config_dict
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = SegmentationNet(SegConfig())
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    data = world.stream(cfg.batch_size, seed=cfg.seed + 3000)
-    (out_dir / "config.json").write_text(json.dumps(config_dict(model.config), indent=2))
-    t0, losses, window = time.time(), [], []
-    for step in range(1, cfg.steps + 1):
-        batch = next(data)
-        loss = F.cross_entropy(model(augment(batch.images, gen)), batch.masks)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        window.append(loss.item())
-        if step % cfg.log_every == 0:
-            losses.append((step, sum(window) / len(window)))
-            window = []
-            if progress:
-                print(f"step {step} loss {losses[-1][1]:.4f} min {(time.time() - t0) / 60:.1f}", flush=True)
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            save_file({k: v.half().contiguous() for k, v in model.state_dict().items()},
-                      str(out_dir / "model.safetensors"))
-            _write_log(out_dir, cfg, step, t0, losses)
-    return TrainResult("toy-seg", cfg.steps, (time.time() - t0) / 60, losses[-1][1] if losses else float("nan"),
-                       str(out_dir), losses)
+    return _fit_classifier("toy-seg", model, config_dict(model.config),
+                           lambda m, x, batch: F.cross_entropy(m(x), batch.masks),
+                           cfg, out_dir, data_seed=3000, progress=progress)
