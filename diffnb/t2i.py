@@ -179,12 +179,7 @@ def train_t2i(cfg: T2ITrainConfig, out_dir, clip_bundle, progress: bool = True, 
         opt.step()
         sched.step()
         training._ema_update(ema, unet, cfg.ema_decay if step > cfg.warmup or start else 0.0)
-        window.append(loss.item())
-        if step % cfg.log_every == 0:
-            losses.append((step, sum(window) / len(window)))
-            window = []
-            if progress:
-                print(f"step {step} loss {losses[-1][1]:.4f} min {(time.time() - t0) / 60:.1f}", flush=True)
+        window = training._log_loss(window, loss.item(), losses, step, cfg.log_every, t0, progress)
         if step % cfg.save_every == 0 or step == cfg.steps:
             training._save_half(ema, out_dir)
             training._save_state(out_dir, step, unet, ema)

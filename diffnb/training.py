@@ -76,6 +76,18 @@ def _write_log(out_dir: Path, cfg, step: int, t0: float, losses: list):
          "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"}))
 
 
+def _log_loss(window: list, loss: float, losses: list, step: int, log_every: int, t0: float, progress: bool) -> list:
+    """Add a step's loss to the window; every log_every steps append its mean to `losses` (and print it).
+    Returns the window to keep using."""
+    window.append(loss)
+    if step % log_every:
+        return window
+    losses.append((step, sum(window) / len(window)))
+    if progress:
+        print(f"step {step} loss {losses[-1][1]:.4f} min {(time.time() - t0) / 60:.1f}", flush=True)
+    return []
+
+
 def _save_half(model, out_dir: Path):
     half = copy.deepcopy(model).half()
     half.save_pretrained(out_dir, safe_serialization=True)
@@ -146,12 +158,7 @@ def train_ddpm(cfg: DDPMTrainConfig, out_dir, progress: bool = True, resume: boo
         opt.step()
         sched.step()
         _ema_update(ema, unet, cfg.ema_decay if step > cfg.warmup or start else 0.0)
-        window.append(loss.item())
-        if step % cfg.log_every == 0:
-            losses.append((step, sum(window) / len(window)))
-            window = []
-            if progress:
-                print(f"step {step} loss {losses[-1][1]:.4f} min {(time.time() - t0) / 60:.1f}", flush=True)
+        window = _log_loss(window, loss.item(), losses, step, cfg.log_every, t0, progress)
         if step % cfg.save_every == 0 or step == cfg.steps:
             _save_half(ema, out_dir)
             _save_state(out_dir, step, unet, ema)
@@ -211,12 +218,7 @@ def _fit_classifier(name: str, model, config: dict, batch_loss, cfg, out_dir, da
         loss.backward()
         opt.step()
         sched.step()
-        window.append(loss.item())
-        if step % cfg.log_every == 0:
-            losses.append((step, sum(window) / len(window)))
-            window = []
-            if progress:
-                print(f"step {step} loss {losses[-1][1]:.4f} min {(time.time() - t0) / 60:.1f}", flush=True)
+        window = _log_loss(window, loss.item(), losses, step, cfg.log_every, t0, progress)
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_file({k: v.half().contiguous() for k, v in model.state_dict().items()},
                       str(out_dir / "model.safetensors"))
