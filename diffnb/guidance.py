@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
+import torch.nn.functional as F
 
 from . import sampling, world
 
@@ -103,12 +104,22 @@ class GuidanceResult:
     x_T: torch.Tensor
     scores: list = field(default_factory=list)    # (index, t, mean score) at every guided step
     mean_pred_x0: Optional[torch.Tensor] = None   # the average P_t over the trajectory (thesis Fig. 14)
+    pred_x0s: list = field(default_factory=list)  # P_t at every step (when keep_pred_x0=True)
 
 
 def check_range(t1: int, t2: int, num_inference_steps: int) -> None:
     if not (isinstance(t1, int) and isinstance(t2, int) and 0 <= t1 <= t2 <= num_inference_steps):
         raise ValueError(f"the conditioning range needs 0 <= t1 <= t2 <= num_inference_steps "
                          f"({num_inference_steps}); got t1={t1!r}, t2={t2!r} (indices of the reverse process)")
+
+
+def _check_lam(lam, batch_size: int) -> torch.Tensor:
+    """lambda as a (B, 1, 1, 1) tensor: a number >= 0, or one per image (a grid of strengths in one batch)."""
+    lam_t = torch.as_tensor(lam, dtype=torch.float32).flatten()
+    if lam_t.numel() not in (1, batch_size) or not torch.isfinite(lam_t).all() or (lam_t < 0).any():
+        raise ValueError(f"lam (guidance strength) must be a number >= 0 or one per image ({batch_size}), got "
+                         f"{lam!r}; the guidance function chooses the direction")
+    return lam_t.expand(batch_size).reshape(-1, 1, 1, 1).clone()
 
 
 def _check_mask(mask: Optional[torch.Tensor], x: torch.Tensor) -> Optional[torch.Tensor]:
@@ -123,48 +134,221 @@ def _check_mask(mask: Optional[torch.Tensor], x: torch.Tensor) -> Optional[torch
     return m.to(x.device)
 
 
-def nudge(model, scheduler, x: torch.Tensor, t: int, fn: Callable, lam: float, mask=None):
-    """Lines 6-10 of Alg. 1 at one step: s = f(P(x)), x += -grad_x(lam * s) * M * alpha_bar_t^2.
-    Returns (nudged x, the scores). Raises FloatingPointError when the nudge is not finite."""
+def region_mask(seg_net: torch.nn.Module, images: torch.Tensor, classes, dilate: int = 2) -> torch.Tensor:
+    """Eq. 16: M = 1 where the segmentation S = E_S(x_0) is one of `classes`, grown by `dilate` pixels so an
+    edit has room (glasses reach past the eyes). (B, 1, H, W) float."""
+    unknown = [c for c in classes if c not in world.MASK_CLASSES]
+    if unknown or not classes:
+        raise ValueError(f"unknown class(es) {unknown}; accepted: {', '.join(world.MASK_CLASSES)}")
+    if not isinstance(dilate, int) or dilate < 0:
+        raise ValueError(f"dilate must be an integer >= 0 (pixels), got {dilate!r}")
+    labels = seg_net.predict(images)
+    m = sum((labels == world.MASK_CLASSES.index(c)).float() for c in classes)[:, None].clamp(max=1)
+    return F.max_pool2d(m, 2 * dilate + 1, 1, dilate) if dilate else m
+
+
+# Where each binary attribute lives: the mask for an attribute edit (toy-seg classes).
+ATTRIBUTE_REGIONS = {"smiling": ("mouth",), "eyes_open": ("left_eye", "right_eye"),
+                     "glasses": ("left_eye", "right_eye", "glasses"), "hat": ("hat", "hair")}
+
+
+def guidance_grad(model, x: torch.Tensor, t: int, a_t, fn: Callable, lam: torch.Tensor, mask=None):
+    """grad_x (lam * f(P_t(x))) and the scores: the one UNet call with gradients that every variant needs."""
     with torch.enable_grad():
         x_req = x.detach().requires_grad_(True)
-        a_t = scheduler.alphas_cumprod[int(t)]
         pred = sampling.pred_x0(x_req, sampling.predict_eps(model, x_req, t), a_t)
         score = fn(pred, mask)
-        grad, = torch.autograd.grad((lam * score).sum(), x_req)
+        grad, = torch.autograd.grad((lam.flatten() * score).sum(), x_req)
+    return grad, score.detach()
+
+
+def _finite(x: torch.Tensor, t, lam) -> torch.Tensor:
+    if not torch.isfinite(x).all():
+        lam_s = float(lam.max())
+        raise FloatingPointError(f"guidance made x non-finite at t = {int(t)} (lambda up to {lam_s:g}); lower lambda")
+    return x
+
+
+def nudge(model, scheduler, x: torch.Tensor, t: int, fn: Callable, lam, mask=None):
+    """Lines 6-10 of Alg. 1 at one step: s = f(P(x)), x += -grad_x(lam * s) * M * alpha_bar_t^2.
+    Returns (nudged x, the scores). Raises FloatingPointError when the nudge is not finite."""
+    lam = _check_lam(lam, x.shape[0]).to(x.device)
+    a_t = scheduler.alphas_cumprod[int(t)]
+    grad, score = guidance_grad(model, x, t, a_t, fn, lam, mask)
     step = -grad * a_t ** 2
     if mask is not None:
         step = step * mask
-    out = x + step
-    if not torch.isfinite(out).all():
-        raise FloatingPointError(f"guidance made x non-finite at t = {int(t)} (lambda = {lam}); lower lambda")
-    return out.detach(), score.detach()
+    return _finite(x + step, t, lam).detach(), score
+
+
+def _generators(generator, batch_size):
+    """A torch.Generator, a seed (one generator per image: seed, seed + 1, ... so image i is the same whatever
+    batch it is in) or a list of generators."""
+    if isinstance(generator, int) and not isinstance(generator, bool):
+        return [torch.Generator().manual_seed(generator + i) for i in range(batch_size)]
+    if isinstance(generator, list) and len(generator) != batch_size:
+        raise ValueError(f"give one generator per image ({batch_size}), got {len(generator)}")
+    return generator
 
 
 @torch.no_grad()
-def guided_sample(model, scheduler, fn: Callable, lam: float, t1: int, t2: int, batch_size: int = 8,
+def guided_sample(model, scheduler, fn: Callable, lam, t1: int, t2: int, batch_size: int = 8,
                   num_inference_steps: int = 50, eta: float = 1.0, mask: Optional[torch.Tensor] = None,
-                  generator: Optional[torch.Generator] = None, x_T: Optional[torch.Tensor] = None,
-                  device=None) -> GuidanceResult:
-    """Alg. 1 with a diffusers DDIMScheduler: after each step whose index lies in [t1, t2), nudge x_{t-1} using
-    P_{t-1} (one extra UNet call with gradients). eta = 1 is the thesis's default (DDPM-like)."""
+                  generator=None, x_T: Optional[torch.Tensor] = None, mode: str = "x",
+                  keep_pred_x0: bool = False, device=None) -> GuidanceResult:
+    """Alg. 1 with a diffusers DDIMScheduler. mode="x" (the thesis): after each step whose index lies in
+    [t1, t2), nudge x_{t-1} using P_{t-1} (one extra UNet call with gradients). mode="eps" (universal guidance,
+    Eq. 13): shift the noise prediction instead, eps_hat = eps + sqrt(1 - alpha_bar_t) grad_x(lam f(P_t)), using
+    the gradient the step already needs. eta = 1 is the thesis's default (DDPM-like). `lam` may be one number or
+    one per image; `generator` a torch.Generator, a list of them, or an int seed (one generator per image)."""
     from diffusers.utils.torch_utils import randn_tensor
-    if not isinstance(lam, (int, float)) or lam < 0:
-        raise ValueError(f"lam (guidance strength) must be a number >= 0, got {lam!r}; the guidance function "
-                         "chooses the direction")
+    if mode not in ("x", "eps"):
+        raise ValueError(f"mode must be 'x' (Alg. 1, nudge x_t) or 'eps' (Eq. 13, shift the noise), got {mode!r}")
     check_range(t1, t2, num_inference_steps)
+    sampling._check_sampling_args(batch_size, num_inference_steps, eta, scheduler.config.num_train_timesteps)
+    if x_T is not None:
+        batch_size = x_T.shape[0]
+    lam = _check_lam(lam, batch_size)
+    generator = _generators(generator, batch_size)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     shape = (batch_size, model.config.in_channels, model.config.sample_size, model.config.sample_size)
     x_T = randn_tensor(shape, generator=generator, device=torch.device("cpu")) if x_T is None else x_T
-    x = x_T.to(dev)
+    x, lam = x_T.to(dev), lam.to(dev)
     mask = _check_mask(mask, x)
     scheduler.set_timesteps(num_inference_steps)
     ts = list(scheduler.timesteps)
-    scores, pred_sum = [], torch.zeros_like(x)
+    scores, pred_sum, preds = [], torch.zeros_like(x), []
     for i, t in enumerate(ts):
-        out = scheduler.step(sampling.predict_eps(model, x, t), t, x, eta=eta, generator=generator)
-        x, pred_sum = out.prev_sample, pred_sum + out.pred_original_sample
-        if t1 <= i < t2 and i + 1 < len(ts):
+        if mode == "eps" and t1 <= i < t2:
+            a_t = scheduler.alphas_cumprod[int(t)]
+            grad, s = guidance_grad(model, x, t, a_t, fn, lam, mask)
+            eps = sampling.predict_eps(model, x, t) + (1 - a_t) ** 0.5 * (grad if mask is None else grad * mask)
+            scores.append((i, int(t), float(s.mean())))
+        else:
+            eps = sampling.predict_eps(model, x, t)
+        out = scheduler.step(eps, t, x, eta=eta, generator=generator)
+        x, pred_sum = _finite(out.prev_sample, t, lam), pred_sum + out.pred_original_sample
+        if keep_pred_x0:
+            preds.append(out.pred_original_sample.clamp(-1, 1).cpu())
+        if mode == "x" and t1 <= i < t2 and i + 1 < len(ts):
             x, s = nudge(model, scheduler, x, ts[i + 1], fn, lam, mask)
             scores.append((i, int(ts[i + 1]), float(s.mean())))
-    return GuidanceResult(x.clamp(-1, 1).cpu(), x_T.cpu(), scores, (pred_sum / len(ts)).clamp(-1, 1).cpu())
+    return GuidanceResult(x.clamp(-1, 1).cpu(), x_T.cpu(), scores, (pred_sum / len(ts)).clamp(-1, 1).cpu(), preds)
+
+
+# ------------------------------------------------------------------------------------------------
+# Real images (thesis §4.5): through DDIM inversion (Eq. 7) or DDPM inversion with nudged z_t (Eq. 19)
+# ------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def edit_ddim_inverted(model, scheduler, inv, fn: Callable, lam, t1: int, t2: int,
+                       mask: Optional[torch.Tensor] = None) -> GuidanceResult:
+    """Alg. 1 from a DDIM-inverted x_T (inversion.ddim_invert), sampling back deterministically (eta = 0, no
+    clipping, as inversion needs). With lam = 0 this is the DDIM reconstruction."""
+    from .inversion import inversion_schedulers
+    fwd, _ = inversion_schedulers(scheduler)
+    return guided_sample(model, fwd, fn, lam, t1, t2, num_inference_steps=len(inv.timesteps), eta=0.0,
+                         mask=mask, x_T=inv.x_T)
+
+
+@torch.no_grad()
+def edit_ddpm_inverted(model, scheduler, inv, fn: Callable, lam, t1: int, t2: int,
+                       mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Eq. 19: sample with the edit-friendly noise maps of `inv` (inversion.edit_friendly_invert), nudging each
+    z_t at reverse indices [t1, t2): z_t <- z_t - grad_{x_t}(lam f(P_t)) * M * alpha_bar_t^2. With lam = 0 it
+    returns the image exactly."""
+    from .inversion import edit_friendly_sample
+    check_range(t1, t2, len(inv.timesteps))
+    lam_t = _check_lam(lam, inv.x_T.shape[0])
+    mask = _check_mask(mask, inv.x_T)
+    index = {t: i for i, t in enumerate(inv.timesteps)}
+
+    def hook(t, x, z):
+        if not t1 <= index[t] < t2:
+            return z
+        a_t = scheduler.alphas_cumprod[int(t)]
+        grad, _ = guidance_grad(model, x, t, a_t, fn, lam_t.to(x.device), mask)
+        step = -grad * a_t ** 2
+        return _finite(z + (step if mask is None else step * mask), t, lam_t)
+
+    return edit_friendly_sample(model, scheduler, inv, z_hook=hook).clamp(-1, 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Attribute consistency (thesis §4.4, Tables 1-2)
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class AttributeEdit:
+    """Attribute-classifier edits of toy-ddpm samples, judged by toy-attr before and after."""
+    attribute: str
+    target: bool
+    lam: float
+    t1: int
+    t2: int
+    seeds: list                    # the per-image seeds (image i is sampled with generator seed seeds[i])
+    before: torch.Tensor           # original images
+    after: torch.Tensor            # edited images
+    logits_before: dict            # toy-attr logits: "binary" (N, 4) and each categorical (N, K)
+    logits_after: dict
+
+    def _on(self, logits) -> torch.Tensor:
+        return logits["binary"] > 0
+
+    @property
+    def changed(self) -> torch.Tensor:
+        """(N,) bool: the target attribute ended as asked."""
+        return self._on(self.logits_after)[:, world.BINARY.index(self.attribute)] == self.target
+
+    def kept(self) -> dict:
+        """Table 1: the classifier's accuracy on the edited images against the originals' labels, per attribute
+        (binary and categorical); for the target attribute lower is better."""
+        out = {n: float((self._on(self.logits_after)[:, j] == self._on(self.logits_before)[:, j]).float().mean())
+               for j, n in enumerate(world.BINARY)}
+        for n in world.CATEGORICAL:
+            out[n] = float((self.logits_after[n].argmax(1) == self.logits_before[n].argmax(1)).float().mean())
+        return out
+
+    def logit_change(self) -> list:
+        """Table 2: mean change of each binary logit (after - before), sorted by size, largest first."""
+        d = (self.logits_after["binary"] - self.logits_before["binary"]).mean(0)
+        return sorted(((n, float(d[j])) for j, n in enumerate(world.BINARY)), key=lambda r: -abs(r[1]))
+
+
+def _logits(attr_net, images) -> dict:
+    with torch.no_grad():
+        dev = next(attr_net.parameters()).device
+        return {k: v.cpu() for k, v in attr_net(images.to(dev)).items()}
+
+
+def attribute_edits(model, scheduler, attr_net, attribute: str, target: bool = True, lam: float = 1.0,
+                    t1: int = 12, t2: int = 25, n: int = 100, num_inference_steps: int = 25, eta: float = 1.0,
+                    seg_net: Optional[torch.nn.Module] = None, only_lacking: bool = True, seed: int = 0,
+                    batch_size: int = 100, candidates: int = 400) -> AttributeEdit:
+    """Sample images, keep the first `n` whose attribute differs from `target` (only_lacking) or the first n,
+    and edit each from its own x_T and noise with AttributeLogit guidance, masked to ATTRIBUTE_REGIONS when a
+    segmentation net is given. Every image has its own generator, so results do not depend on batching."""
+    fn = AttributeLogit(attr_net, attribute, target)
+    j = world.BINARY.index(attribute)
+    seeds, befores = [], []
+    for start in range(seed, seed + candidates, batch_size):
+        if len(seeds) >= n:
+            break
+        base = guided_sample(model, scheduler, fn, 0.0, 0, 0, batch_size=batch_size,
+                             num_inference_steps=num_inference_steps, eta=eta, generator=start)
+        on = _logits(attr_net, base.images)["binary"][:, j] > 0
+        keep = [i for i in range(batch_size) if not only_lacking or bool(on[i]) != target]
+        seeds += [start + i for i in keep]
+        befores.append(base.images[keep])
+    if len(seeds) < n:
+        raise RuntimeError(f"only {len(seeds)} of {candidates} samples lack {attribute!r}; raise candidates")
+    seeds, before = seeds[:n], torch.cat(befores)[:n]
+    afters = []
+    for k in range(0, n, batch_size):
+        chunk = seeds[k:k + batch_size]
+        mask = region_mask(seg_net, before[k:k + batch_size], ATTRIBUTE_REGIONS[attribute]) if seg_net else None
+        gens = [torch.Generator().manual_seed(s) for s in chunk]
+        afters.append(guided_sample(model, scheduler, fn, lam, t1, t2, batch_size=len(chunk),
+                                    num_inference_steps=num_inference_steps, eta=eta, mask=mask,
+                                    generator=gens).images)
+    after = torch.cat(afters)
+    return AttributeEdit(attribute, target, lam, t1, t2, seeds, before, after, _logits(attr_net, before),
+                         _logits(attr_net, after))
