@@ -27,6 +27,9 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks
 EXTRA_BENCHMARKS: list[tuple[str, str, Callable[[], float]]] = [
     # ("sdd_speedup_vs_sdedit", "x", lambda: __import__("diffnb.sdd").sdd.speedup_vs_sdedit()),
     ("nb01_slider_redraw_s", "s", lambda: slider_redraw_seconds()),
+    ("guided_edit_s_per_image", "s", lambda: guided_edit_timing()[0]),
+    ("guided_over_unguided", "x", lambda: guided_edit_timing()[1]),
+    ("nb08_slider_redraw_s", "s", lambda: guided_edit_timing(batch_size=1, t1=0)[2]),
 ]
 
 
@@ -157,3 +160,26 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+_GUIDED_CACHE: dict = {}
+
+
+def guided_edit_timing(batch_size: int = 16, num_inference_steps: int = 25, t1: int = 12) -> tuple:
+    """Notebook 08's attribute edit (toy-attr logit, masked, [t1, steps)) against the same unguided run:
+    (guided seconds per image, guided / unguided time, guided seconds per call). Cached per setting."""
+    key = (batch_size, num_inference_steps, t1)
+    if key not in _GUIDED_CACHE:
+        from diffnb import guidance, zoo
+        b, attr = zoo.load("toy-ddpm"), zoo.load("toy-attr").model
+        fn = guidance.AttributeLogit(attr, "smiling", True)
+
+        def run(lam, a, z):
+            start = time.perf_counter()
+            guidance.guided_sample(b.unet, b.scheduler, fn, lam, a, z, batch_size=batch_size,
+                                   num_inference_steps=num_inference_steps, generator=0)
+            return time.perf_counter() - start
+        plain = run(0.0, 0, 0)
+        guided = run(1.0, t1, num_inference_steps)
+        _GUIDED_CACHE[key] = (guided / batch_size, guided / plain, guided)
+    return _GUIDED_CACHE[key]

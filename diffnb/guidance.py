@@ -82,16 +82,18 @@ class AttributeLogit:
 @dataclass
 class Regularised:
     """Eq. 17 (keep=True: hold attribute g at its value in x_0) and Eq. 18 (keep=False: push g away from it).
-    `g_x0` is s_g(x_0), the regulariser's score on the original image, shape (B,)."""
+    `g_x0` is s_g(x_0), the regulariser's score on the original image, shape (B,). `weight` scales the
+    squared term (the thesis uses 1; a classifier with large logits needs less)."""
     f: Callable
     g: AttributeLogit
     g_x0: torch.Tensor
     keep: bool = True
+    weight: float = 1.0
 
     def __call__(self, pred_x0: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         s_g = self.g.logit(pred_x0)
         reg = (s_g - self.g_x0) ** 2 if self.keep else (s_g + self.g_x0) ** 2
-        return self.f(pred_x0, mask) + reg
+        return self.f(pred_x0, mask) + self.weight * reg
 
 
 # ------------------------------------------------------------------------------------------------

@@ -27,22 +27,32 @@ class InversionResult:
     zs: list = field(default_factory=list)       # edit-friendly: the noise map z_t of each step (Eq. 9)
     sigmas: list = field(default_factory=list)   # edit-friendly: sigma_t of each step (Eq. 6 with eta)
     eta: float = 0.0
+    null_embeddings: list = field(default_factory=list)  # null-text / negative-prompt: the context of the
+                                                         # unconditional branch at each sampling step
+    cond: Optional[torch.Tensor] = None          # text methods: the prompt's embedding (B, L, D)
+    guidance_scale: float = 1.0                  # text methods: the scale the trajectory is meant for
+    losses: list = field(default_factory=list)   # null-text: the final retrace loss of each step
+    seconds: float = 0.0                         # wall time of the inversion
 
 
 def _check(x0: torch.Tensor, num_inference_steps, scheduler) -> None:
     if not isinstance(x0, torch.Tensor) or x0.ndim != 4:
         raise ValueError("x0 must be a (B, C, H, W) tensor; convert images with diffnb.images.to_tensor")
     n = scheduler.config.num_train_timesteps
-    if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= n:
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= n:
         raise ValueError(f"num_inference_steps must be an integer in [1, {n}], got {num_inference_steps!r}")
 
 
 def inversion_schedulers(scheduler):
     """(DDIMScheduler, DDIMInverseScheduler) sharing `scheduler`'s betas, with clip_sample=False: clipping P_t
     breaks the symmetry that inversion relies on (on toy-ddpm it raises the 50-step reconstruction MSE ~30x)."""
+    import inspect
+
     from diffusers import DDIMInverseScheduler, DDIMScheduler
+    accepted = inspect.signature(DDIMInverseScheduler.__init__).parameters   # e.g. no variance_type
+    inverse_config = {k: v for k, v in scheduler.config.items() if k in accepted}
     return (DDIMScheduler.from_config(scheduler.config, clip_sample=False),
-            DDIMInverseScheduler.from_config(scheduler.config, clip_sample=False))
+            DDIMInverseScheduler.from_config(inverse_config, clip_sample=False))
 
 
 def ddim_invert_step(eps: torch.Tensor, t: int, x: torch.Tensor, scheduler) -> torch.Tensor:
@@ -131,3 +141,125 @@ def edit_friendly_sample(model, scheduler, inv: InversionResult,
         z = z.to(dev) if z_hook is None else z_hook(t, x, z.to(dev))
         x = mu + s * z
     return x.cpu()
+
+
+# ------------------------------------------------------------------------------------------------
+# Text-conditioned models (toy-t2i, Stable Diffusion): DDIM at any guidance scale, null-text, negative prompt
+# ------------------------------------------------------------------------------------------------
+def _text_setup(bundle, images, prompts, num_inference_steps):
+    from . import t2i
+    from .images import to_tensor
+    x0 = to_tensor(images, size=bundle.image_size)
+    prompts = [prompts] * x0.shape[0] if isinstance(prompts, str) else list(prompts)
+    if len(prompts) != x0.shape[0]:
+        raise ValueError(f"give one prompt or one per image ({x0.shape[0]}), got {len(prompts)}")
+    dev = next(bundle.unet.parameters()).device
+    with torch.no_grad():
+        z0 = t2i.encode_image(bundle, x0.to(dev))
+    cond, uncond = t2i.encode_prompt(bundle, prompts), t2i.encode_prompt(bundle, [""] * len(prompts))
+    _check(z0, num_inference_steps, bundle.scheduler)
+    return z0, cond, uncond
+
+
+def _check_scale(guidance_scale) -> None:
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not 0 <= guidance_scale <= 50:
+        raise ValueError(f"guidance_scale must be a number in [0, 50], got {guidance_scale!r}")
+
+
+def text_ddim_invert(bundle, images, prompts, num_inference_steps: int = 50,
+                     guidance_scale: float = 1.0) -> InversionResult:
+    """DDIM inversion (Eq. 7) of images under a text-conditioned model with classifier-free guidance at
+    `guidance_scale` (1 = the conditional branch alone, what null-text inversion uses as its pivot)."""
+    import time
+
+    from . import t2i
+    _check_scale(guidance_scale)
+    z0, cond, uncond = _text_setup(bundle, images, prompts, num_inference_steps)
+    start = time.perf_counter()
+    inv = ddim_invert(lambda x, t: t2i.guided_eps(bundle.unet, x, t, cond, uncond, guidance_scale),
+                      bundle.scheduler, z0, num_inference_steps)
+    inv.cond, inv.guidance_scale, inv.seconds = cond.cpu(), float(guidance_scale), time.perf_counter() - start
+    inv.null_embeddings = [uncond.cpu()] * num_inference_steps
+    return inv
+
+
+@torch.no_grad()
+def text_reconstruct(bundle, inv: InversionResult, guidance_scale: Optional[float] = None) -> torch.Tensor:
+    """Sample back from inv.x_T with DDIM (eta = 0, no clipping), the prompt and the inversion's per-step null
+    embeddings, at `guidance_scale` (default: the scale the inversion was made for). Returns decoded images."""
+    from . import t2i
+    w = inv.guidance_scale if guidance_scale is None else guidance_scale
+    _check_scale(w)
+    fwd, _ = inversion_schedulers(bundle.scheduler)
+    fwd.set_timesteps(len(inv.timesteps))
+    dev = next(bundle.unet.parameters()).device
+    x, cond = inv.x_T.to(dev), inv.cond.to(dev)
+    for t, null in zip(fwd.timesteps, inv.null_embeddings):
+        x = fwd.step(t2i.guided_eps(bundle.unet, x, t, cond, null.to(dev), w), t, x).prev_sample
+    return t2i.decode(bundle, x).cpu()
+
+
+def null_text_invert(bundle, images, prompts, num_inference_steps: int = 50, guidance_scale: float = 7.5,
+                     inner_steps: int = 10, lr: float = 1e-2, early_stop: float = 1e-5) -> InversionResult:
+    """Null-text inversion (Mokady et al. 2023, as StyleDiffusion §3.2.2 describes it): DDIM-invert at guidance
+    1 to get the pivot trajectory z*_t, then walk back from z*_T optimising the unconditional branch's
+    embedding at each step (Adam, `inner_steps` iterations, stopping once the loss is under `early_stop`) so
+    that guided DDIM at `guidance_scale` lands on z*_{t-1}. Each step starts from the previous step's result."""
+    import time
+
+    import torch.nn.functional as F
+
+    from . import t2i
+    _check_scale(guidance_scale)
+    if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
+        raise ValueError(f"inner_steps must be an integer >= 0, got {inner_steps!r}")
+    start = time.perf_counter()
+    pivot = text_ddim_invert(bundle, images, prompts, num_inference_steps, guidance_scale=1.0)
+    fwd, _ = inversion_schedulers(bundle.scheduler)
+    fwd.set_timesteps(num_inference_steps)
+    dev = next(bundle.unet.parameters()).device
+    cond = pivot.cond.to(dev)
+    null = pivot.null_embeddings[0].to(dev).clone()
+    x = pivot.x_T.to(dev)
+    targets = list(reversed(pivot.latents[:-1]))            # z*_{t-1} for each sampling step, high t first
+    nulls, losses = [], []
+    for t, target in zip(fwd.timesteps, targets):
+        target = target.to(dev)
+        with torch.no_grad():
+            eps_cond = bundle.unet(x, t, encoder_hidden_states=cond).sample
+        null = null.detach().clone().requires_grad_(True)    # a fresh tensor: Adam updates it in place
+        opt = torch.optim.Adam([null], lr=lr)
+        loss_value = float("nan")
+        for _ in range(inner_steps):
+            with torch.enable_grad():
+                eps_uncond = bundle.unet(x, t, encoder_hidden_states=null).sample
+                eps = sampling.classifier_free_guidance(eps_uncond, eps_cond, guidance_scale)
+                loss = F.mse_loss(fwd.step(eps, t, x).prev_sample, target)
+            loss_value = loss.item()
+            if loss_value < early_stop:
+                break
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        null = null.detach()
+        with torch.no_grad():
+            x = fwd.step(t2i.guided_eps(bundle.unet, x, t, cond, null, guidance_scale), t, x).prev_sample
+        nulls.append(null.clone().cpu())
+        losses.append(loss_value)
+    return InversionResult("null-text", pivot.x_T, pivot.latents, pivot.timesteps, null_embeddings=nulls,
+                           cond=pivot.cond, guidance_scale=float(guidance_scale), losses=losses,
+                           seconds=time.perf_counter() - start)
+
+
+def negative_prompt_invert(bundle, images, prompts, num_inference_steps: int = 50,
+                           guidance_scale: float = 7.5) -> InversionResult:
+    """Negative-prompt inversion (Miyake et al. 2023): null-text inversion's answer without optimisation, using
+    the source prompt's embedding as the null embedding at every step. Guided sampling then reduces to the
+    conditional branch alone, which retraces the guidance-1 DDIM inversion up to its linearisation error."""
+    import time
+    start = time.perf_counter()
+    pivot = text_ddim_invert(bundle, images, prompts, num_inference_steps, guidance_scale=1.0)
+    pivot.method, pivot.guidance_scale = "negative-prompt", float(guidance_scale)
+    pivot.null_embeddings = [pivot.cond] * num_inference_steps
+    pivot.seconds = time.perf_counter() - start
+    return pivot

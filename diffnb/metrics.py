@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import namedtuple
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -80,3 +81,30 @@ def real_lpips() -> PerceptualMetric:
     """lpips.LPIPS(net='alex'): needs torchvision's ImageNet AlexNet weights (a download)."""
     import lpips
     return PerceptualMetric("LPIPS (alex)", lpips.LPIPS(net="alex", verbose=False).eval())
+
+
+def psnr(a, b) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per image, (B,), for images in [-1, 1] (scikit-image's implementation on
+    [0, 1]); identical images give inf."""
+    from skimage.metrics import peak_signal_noise_ratio
+    x, y = _pairs(a, b)
+    with np.errstate(divide="ignore"):
+        return torch.tensor([peak_signal_noise_ratio(u, v, data_range=1.0) for u, v in zip(x, y)])
+
+
+def ssim(a, b) -> torch.Tensor:
+    """Structural similarity per image, (B,), by scikit-image (Gaussian-weighted, as Wang et al. 2004)."""
+    from skimage.metrics import structural_similarity
+    x, y = _pairs(a, b)
+    return torch.tensor([structural_similarity(u, v, data_range=1.0, channel_axis=-1, gaussian_weights=True,
+                                               sigma=1.5, use_sample_covariance=False) for u, v in zip(x, y)])
+
+
+def _pairs(a, b):
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape != b.shape:
+        raise ValueError(f"images must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    size = a.shape[-1] if isinstance(a, torch.Tensor) else 32
+    clamp = lambda x: x.clamp(-1, 1) if isinstance(x, torch.Tensor) else x   # reconstructions overshoot a little
+    a, b = to_tensor(clamp(a), size=size), to_tensor(clamp(b), size=size)
+    to01 = lambda x: ((x.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).double().cpu().numpy()
+    return to01(a), to01(b)

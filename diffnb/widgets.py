@@ -47,3 +47,13 @@ def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, **sliders):
         s.observe(update, names="value")
     update()
     return w.VBox([*sliders.values(), image, status])
+
+
+def dropdown(options, value, description: str):
+    import ipywidgets as w
+    return w.Dropdown(options=list(options), value=value, description=description)
+
+
+def checkbox(value: bool, description: str):
+    import ipywidgets as w
+    return w.Checkbox(value=value, description=description)

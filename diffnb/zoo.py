@@ -28,6 +28,7 @@ TOY_MODELS = {
     "toy-attr": "small CNN reading every world attribute (4 binary, 4 categorical)",
     "toy-seg": "small U-Net parsing a world image into its 10 mask classes",
     "toy-clip": "CLIPModel (ViT, 8x8 patches + text transformer) and a word-level tokenizer, contrastive on (image, caption)",
+    "toy-t2i": "UNet2DConditionModel on toy-clip's frozen text tower, caption dropout for classifier-free guidance",
 }
 REAL_MODELS = {  # name -> (hub id, download size, the toy model that stands in for it)
     "ddpm-celebahq": ("google/ddpm-celebahq-256", "455 MB", "toy-ddpm"),
