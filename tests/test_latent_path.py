@@ -47,3 +47,15 @@ def test_prompt_errors_surface(tiny_sd):
         t2i.sample(tiny_sd, ["a dog"], num_inference_steps=2)
     with pytest.raises(ValueError, match="guidance_scale"):
         t2i.sample(tiny_sd, ["a cat"], guidance_scale=-1.0, num_inference_steps=2)
+
+
+def test_text_inversions_run_in_latent_space(tiny_sd):
+    from diffnb import inversion
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    prompts = ["a smiling cat", "a robot with glasses"]
+    for inv in (inversion.text_ddim_invert(tiny_sd, x, prompts, 3, guidance_scale=5.0),
+                inversion.negative_prompt_invert(tiny_sd, x, prompts, 3, guidance_scale=5.0),
+                inversion.null_text_invert(tiny_sd, x, prompts, 3, guidance_scale=5.0, inner_steps=2)):
+        assert inv.x_T.shape == (2, 4, 16, 16) and len(inv.null_embeddings) == 3, inv.method
+        rec = inversion.text_reconstruct(tiny_sd, inv)
+        assert rec.shape == x.shape and torch.isfinite(rec).all(), inv.method

@@ -74,3 +74,27 @@ def test_toy_clip_directional_similarity_of_glasses_edits(clip):
 def test_toy_seg_mean_iou(domain, bar):
     res = evaluate.seg_miou(zoo.load("toy-seg").model, domain=domain, n=1000)
     assert res["mean_iou"] >= bar, res
+
+
+# toy-t2i ships an intermediate checkpoint (2,000 steps) while it trains on: two of its bars are not met yet
+# (measured in data/models/toy-t2i/card.md: stated attributes 0.406, subject 0.910, CLIP beats shuffled 0.918).
+T2I_NOT_YET = pytest.mark.xfail(strict=True, reason="toy-t2i is an intermediate checkpoint; see its model card")
+
+
+@pytest.fixture(scope="module")
+def t2i_quality(attr, clip):
+    return evaluate.t2i_quality(zoo.load("toy-t2i"), attr, clip, n=256, guidance_scale=5.0, num_inference_steps=50)
+
+
+@T2I_NOT_YET
+def test_toy_t2i_draws_the_stated_attributes(t2i_quality):
+    assert t2i_quality.stated_agree >= 0.85, t2i_quality
+
+
+@T2I_NOT_YET
+def test_toy_t2i_draws_the_stated_subject(t2i_quality):
+    assert t2i_quality.subject_right >= 0.95, t2i_quality
+
+
+def test_toy_t2i_samples_match_their_own_caption_better_than_another(t2i_quality):
+    assert t2i_quality.clip_beats_shuffled >= 0.90, t2i_quality
