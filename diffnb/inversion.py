@@ -257,6 +257,7 @@ def negative_prompt_invert(bundle, images, prompts, num_inference_steps: int = 5
     the source prompt's embedding as the null embedding at every step. Guided sampling then reduces to the
     conditional branch alone, which retraces the guidance-1 DDIM inversion up to its linearisation error."""
     import time
+    _check_scale(guidance_scale)
     start = time.perf_counter()
     pivot = text_ddim_invert(bundle, images, prompts, num_inference_steps, guidance_scale=1.0)
     pivot.method, pivot.guidance_scale = "negative-prompt", float(guidance_scale)
