@@ -27,6 +27,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks
 EXTRA_BENCHMARKS: list[tuple[str, str, Callable[[], float]]] = [
     # ("sdd_speedup_vs_sdedit", "x", lambda: __import__("diffnb.sdd").sdd.speedup_vs_sdedit()),
     ("nb01_slider_redraw_s", "s", lambda: slider_redraw_seconds()),
+    *[(f"inversion_{m}_s_per_image", "s", lambda m=m: inversion_seconds(m))
+      for m in ("ddim", "ddim_text", "negative_prompt", "null_text", "edit_friendly")],
     ("guided_edit_s_per_image", "s", lambda: guided_edit_timing()[0]),
     ("guided_over_unguided", "x", lambda: guided_edit_timing()[1]),
     ("nb08_slider_redraw_s", "s", lambda: guided_edit_timing(batch_size=1, t1=0)[2]),
@@ -183,3 +185,32 @@ def guided_edit_timing(batch_size: int = 16, num_inference_steps: int = 25, t1: 
         guided = run(1.0, t1, num_inference_steps)
         _GUIDED_CACHE[key] = (guided / batch_size, guided / plain, guided)
     return _GUIDED_CACHE[key]
+
+
+def inversion_seconds(method: str, n: int = 4, num_inference_steps: int = 50) -> float:
+    """Seconds per image to invert *and* reconstruct n held-out toy images at 50 steps with one of notebook
+    02's methods (text methods: toy-t2i, guidance 5; null-text with the notebook's fast setting)."""
+    import torch
+    from diffnb import inversion, world, zoo
+    batch = world.sample(n, seed=90_000)
+    x0, prompts = batch.images, batch.captions
+    start = time.perf_counter()
+    if method == "ddim":
+        b = zoo.load("toy-ddpm")
+        start = time.perf_counter()
+        inversion.ddim_reconstruct(b.unet, b.scheduler, inversion.ddim_invert(b.unet, b.scheduler, x0, num_inference_steps).x_T,
+                                   num_inference_steps)
+    elif method == "edit_friendly":
+        b = zoo.load("toy-ddpm")
+        start = time.perf_counter()
+        inv = inversion.edit_friendly_invert(b.unet, b.scheduler, x0, num_inference_steps, generator=torch.Generator().manual_seed(0))
+        inversion.edit_friendly_sample(b.unet, b.scheduler, inv)
+    else:
+        b = zoo.load("toy-t2i")
+        make = {"ddim_text": lambda: inversion.text_ddim_invert(b, x0, prompts, num_inference_steps, 5.0),
+                "negative_prompt": lambda: inversion.negative_prompt_invert(b, x0, prompts, num_inference_steps, 5.0),
+                "null_text": lambda: inversion.null_text_invert(b, x0, prompts, num_inference_steps, 5.0,
+                                                                inner_steps=4, lr=5e-2)}[method]
+        start = time.perf_counter()
+        inversion.text_reconstruct(b, make())
+    return (time.perf_counter() - start) / n

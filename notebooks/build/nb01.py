@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
-from diffnb import evaluate, metrics, sampling, show, widgets, world, zoo
+from diffnb import evaluate, metrics, sampling, show, t2i, widgets, world, zoo
 """),
 md(r"""
 ## Settings
@@ -229,6 +229,8 @@ AlexNet trunk needs an ImageNet download); every table that uses it says "toy-LP
 code(r"""
 attr = zoo.load("toy-attr", device=DEVICE)
 clip = zoo.load("toy-clip", device=DEVICE)
+seg = zoo.load("toy-seg", device=DEVICE)
+tti = zoo.load("toy-t2i", device=DEVICE)
 lpips_toy = metrics.toy_lpips(attr.model)
 acc = {d: evaluate.attr_accuracy(attr.model, domain=d, n=500, seed=50_000) for d in ("toy", "photo")}
 quality = evaluate.sample_quality(ddim, attr.model)
@@ -236,6 +238,10 @@ retrieval = evaluate.clip_retrieval(clip.model, clip.tokenizer, n_groups=2, seed
 eyes = world.sample(32, seed=SEED + 5, eyes_open=True)
 d_closed = lpips_toy(eyes.images, world.with_attributes(eyes, eyes_open=False).images).mean()
 d_shift = lpips_toy(eyes.images, torch.roll(eyes.images, 1, dims=3)).mean()
+seg_iou = evaluate.seg_miou(seg.model, domain="photo", n=200, seed=52_000)["mean_iou"]
+asked = world.sample(8, seed=SEED + 6)
+drawn = t2i.sample(tti, asked.captions, guidance_scale=5.0, num_inference_steps=25, generator=torch.Generator().manual_seed(SEED))
+subject_right = sum(r.subject == a.subject for r, a in zip(attr.model.predict(drawn.images).attributes(), asked.attributes))
 
 def n_params(m):
     return f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f}M"
@@ -246,12 +252,17 @@ rows = [("toy-ddpm", n_params(ddpm.unet), "google/ddpm-celebahq-256",
          f"worst binary accuracy {acc['toy'].worst_binary():.1%} (toy), {acc['photo'].worst_binary():.1%} (photo)"),
         ("toy-clip", n_params(clip.model), "openai/clip-vit-base-patch16",
          f"caption -> image top-1 among 64 pairs: {retrieval:.0%}"),
+        ("toy-seg", n_params(seg.model), "a CelebAMask-HQ face parser (SegFormer)",
+         f"mean IoU {seg_iou:.2f} on 200 photo images"),
+        ("toy-t2i", n_params(tti.unet), "CompVis/stable-diffusion-v1-4",
+         f"subject right in {subject_right} of 8 captions (guidance 5, 25 steps)"),
         ("toy-LPIPS", "(trunk)", "lpips.LPIPS(net='alex')",
          f"closed eyes {d_closed:.3f} vs a 1-pixel shift {d_shift:.3f}")]
 for name, size, real, measured in rows:
-    print(f"{name:10s} {size:>8s}  {real:34s} {measured}")
+    print(f"{name:10s} {size:>8s}  {real:42s} {measured}")
 """),
 code(r"""
+show.rows([("toy-t2i, one caption each (the first: " + asked.captions[0] + ")", drawn.images), ("toy-seg reads them as", show.mask_to_rgb(seg.model.predict(drawn.images)))], nrow=8)
 print("toy-attr reads the first DDIM samples as:")
 for c in [world.caption(a) for a in attr.model.predict(ddim[:4]).attributes()]:
     print(" ", c)
