@@ -41,7 +41,7 @@ GUIDANCE = 5.0               # classifier-free guidance scale of toy-t2i (SD use
 FULL_RUN = False             # null-text: 10 inner iterations (Mokady et al.) instead of 4; table adds 50 steps
 NULL_TEXT = dict(inner_steps=10 if FULL_RUN else 4, lr=5e-2)
 STEP_COUNTS = (10, 25, 50) if FULL_RUN else (10, 25)
-N_IMAGES = 4                 # held-out images per domain in the table
+N_IMAGES = 3                 # held-out images per domain
 DEVICE = zoo.get_device()
 ddpm = zoo.load({"toy": "toy-ddpm", "real": "ddpm-celebahq"}[MODE], device=DEVICE)
 tti = zoo.load({"toy": "toy-t2i", "real": "sd-1.4"}[MODE], device=DEVICE)
@@ -88,7 +88,7 @@ code(r"""
 def psnr(a, b):
     return float(metrics.psnr(a, b).clamp(max=99).mean())
 
-steps_axis, curve = (5, 10, 25, 50, 100), {}
+steps_axis, curve = (5, 10, 20, 50), {}
 for d in ("toy", "photo"):
     images = held_out[d].images.to(DEVICE)
     curve[d] = [psnr(inversion.ddim_reconstruct(ddpm.unet, ddpm.scheduler,
@@ -114,14 +114,15 @@ early costs more. (With $w = 1$ it is plain conditional DDIM.) Mokady et al. saw
 Stable Diffusion's $w = 7.5$; on toy-t2i the loss is mild up to $w \approx 5$ and steep beyond.
 """),
 code(r"""
-scales = (1.0, 2.0, 3.5, 5.0, 7.5)
-images, prompts = held_out["toy"].images, held_out["toy"].captions
+scales = (1.0, 3.0, 5.0, 7.5)
+images = torch.cat([held_out["toy"].images, held_out["photo"].images])        # toy and photo, one batch
+prompts = held_out["toy"].captions + held_out["photo"].captions
 by_scale = []
-for w in scales:
-    inv = inversion.text_ddim_invert(tti, images, prompts, STEPS, guidance_scale=w)
-    by_scale.append(psnr(inversion.text_reconstruct(tti, inv), images))
+for w in scales:   # the toy images only, to save time
+    inv = inversion.text_ddim_invert(tti, images[:N_IMAGES], prompts[:N_IMAGES], STEPS, guidance_scale=w)
+    by_scale.append(psnr(inversion.text_reconstruct(tti, inv), images[:N_IMAGES]))
 plt.figure(figsize=(4.5, 2.6), dpi=72); plt.plot(scales, by_scale, "o-")
-plt.xlabel("guidance scale w"); plt.ylabel("PSNR (dB)"); plt.title(f"toy-t2i, DDIM inversion at {STEPS} steps", fontsize=10);
+plt.xlabel("guidance scale w"); plt.ylabel("PSNR (dB)"); plt.title(f"toy-t2i, DDIM inversion at {STEPS} steps, toy images", fontsize=10);
 print("PSNR (dB) by guidance scale:", ", ".join(f"w = {w:g}: {p:.1f}" for w, p in zip(scales, by_scale)))
 """),
 md(r"""
@@ -142,17 +143,21 @@ Here the fast setting uses 4 Adam iterations per step at learning rate 0.05 (toy
 differently from CLIP's; Mokady et al. use 10 at 0.01 on Stable Diffusion).
 """),
 code(r"""
-t0 = time.time()
-null = inversion.null_text_invert(tti, images, prompts, STEPS, GUIDANCE, **NULL_TEXT)
-null_seconds = time.time() - t0
-neg = inversion.negative_prompt_invert(tti, images, prompts, STEPS, GUIDANCE)
-plain = inversion.text_ddim_invert(tti, images, prompts, STEPS, guidance_scale=GUIDANCE)
-reused = {("null-text", STEPS, "toy"): (null, null_seconds)}   # the table below reuses this run
-recs = {"DDIM inversion, w = %g" % GUIDANCE: inversion.text_reconstruct(tti, plain),
-        "negative-prompt inversion": inversion.text_reconstruct(tti, neg),
-        "null-text inversion": inversion.text_reconstruct(tti, null)}
-show.rows([("original", images)] + [(f"{k}: {psnr(v, images):.1f} dB", v) for k, v in recs.items()], nrow=N_IMAGES, width=3);
-print(f"null-text inversion: {null_seconds:.1f} s for {len(images)} images")
+def timed(make):
+    t0 = time.time()
+    inv = make()
+    return inv, time.time() - t0
+
+runs = {"DDIM (text, w = %g)" % GUIDANCE: timed(lambda: inversion.text_ddim_invert(tti, images, prompts, STEPS, GUIDANCE)),
+        "negative-prompt": timed(lambda: inversion.negative_prompt_invert(tti, images, prompts, STEPS, GUIDANCE)),
+        "null-text": timed(lambda: inversion.null_text_invert(tti, images, prompts, STEPS, GUIDANCE, **NULL_TEXT))}
+null, null_seconds = runs["null-text"]
+recs = {k: inversion.text_reconstruct(tti, inv) for k, (inv, _) in runs.items()}
+reused = {(k, STEPS): v for k, v in runs.items()}    # the table below reuses these runs
+show.rows([("original (toy, photo)", images)] + [(f"{k}: {psnr(v, images):.1f} dB", v) for k, v in recs.items()],
+          nrow=2 * N_IMAGES, width=5);
+print(f"null-text inversion: {null_seconds:.1f} s for {len(images)} images; its PSNR on toy images alone: "
+      f"{psnr(recs['null-text'][:N_IMAGES], images[:N_IMAGES]):.1f} dB")
 """),
 code(r"""
 fig, (a, b) = plt.subplots(1, 2, figsize=(8, 2.4), dpi=72)
@@ -196,8 +201,8 @@ The unconditional methods use toy-ddpm; the text methods use toy-t2i with each i
 $w = $ `GUIDANCE`.
 """),
 code(r"""
-def measure(method, n_steps, domain):
-    images, prompts = held_out[domain].images, held_out[domain].captions
+def measure(method, n_steps):
+    # invert and reconstruct the toy and photo images (one batch); PSNR, SSIM, perceptual distance, s/image per domain
     t0 = time.time()
     if method == "DDIM (unconditional)":
         rec = inversion.ddim_reconstruct(ddpm.unet, ddpm.scheduler,
@@ -209,15 +214,19 @@ def measure(method, n_steps, domain):
         make = {"DDIM (text, w = %g)" % GUIDANCE: lambda: inversion.text_ddim_invert(tti, images, prompts, n_steps, GUIDANCE),
                 "negative-prompt": lambda: inversion.negative_prompt_invert(tti, images, prompts, n_steps, GUIDANCE),
                 "null-text": lambda: inversion.null_text_invert(tti, images, prompts, n_steps, GUIDANCE, **NULL_TEXT)}[method]
-        inv, before = reused.get((method, n_steps, domain), (None, 0.0))
+        inv, before = reused.get((method, n_steps), (None, 0.0))
         t0 -= before                      # a reused run counts with the time it took
         rec = inversion.text_reconstruct(tti, inv if inv is not None else make())
     seconds = (time.time() - t0) / len(images)
     rec = rec.clamp(-1, 1).cpu()
-    return (psnr(rec, images), float(metrics.ssim(rec, images).mean()), float(perceptual(rec, images).mean()), seconds)
+    out = {}
+    for k, d in enumerate(("toy", "photo")):
+        r, x = rec[k * N_IMAGES:(k + 1) * N_IMAGES], images[k * N_IMAGES:(k + 1) * N_IMAGES]
+        out[d] = (psnr(r, x), float(metrics.ssim(r, x).mean()), float(perceptual(r, x).mean()), seconds)
+    return out
 
 methods = ["DDIM (unconditional)", "DDIM (text, w = %g)" % GUIDANCE, "negative-prompt", "null-text", "DDPM (edit-friendly)"]
-table = {(m, n, d): measure(m, n, d) for m in methods for n in STEP_COUNTS for d in ("toy", "photo")}
+table = {(m, n, d): row for m in methods for n in STEP_COUNTS for d, row in measure(m, n).items()}
 print(f"{'method':24s} {'steps':>5s} {'domain':>6s}  {'PSNR':>6s} {'SSIM':>6s} {perceptual.name.split()[0]:>9s} {'s/image':>8s}")
 for (m, n, d), (p, s, l, sec) in table.items():
     print(f"{m:24s} {n:5d} {d:>6s}  {p:6.1f} {s:6.3f} {l:9.3f} {sec:8.2f}")
