@@ -67,3 +67,44 @@ def test_bad_input_is_named(unet):
         run(unet, guidance.Colour(0, 1.0), 1.0, mask=torch.ones(1, 1, 4, 4))
     with pytest.raises(ValueError, match="channel"):
         guidance.Colour(3, 0.0)
+
+
+def test_region_mask_and_strengths_are_checked(unet):
+    from diffnb.segmentation import SegmentationNet
+    seg = SegmentationNet().eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    m = guidance.region_mask(seg, x, ("hair", "hat"), dilate=1)
+    assert m.shape == (2, 1, 32, 32) and set(m.unique().tolist()) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="accepted: background"):
+        guidance.region_mask(seg, x, ("beard",))
+    with pytest.raises(ValueError, match="dilate"):
+        guidance.region_mask(seg, x, ("hair",), dilate=-1)
+    with pytest.raises(ValueError, match="one per image"):
+        run(unet, guidance.Colour(0, 1.0), [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=">= 0"):
+        run(unet, guidance.Colour(0, 1.0), -1.0)
+    with pytest.raises(ValueError, match="mode must be"):
+        guidance.guided_sample(unet, sched(), guidance.Colour(0, 1.0), 1.0, 0, 2, batch_size=1,
+                               num_inference_steps=2, mode="z")
+
+
+def test_per_image_seeds_do_not_depend_on_the_batch(unet):
+    both = guidance.guided_sample(unet, sched(), guidance.Colour(0, 1.0), 5.0, 2, 8, batch_size=2,
+                                  num_inference_steps=10, generator=7)
+    second = guidance.guided_sample(unet, sched(), guidance.Colour(0, 1.0), 5.0, 2, 8, batch_size=1,
+                                    num_inference_steps=10, generator=8)
+    torch.testing.assert_close(both.images[1:], second.images, atol=1e-5, rtol=0)
+
+
+def test_eq13_variant_and_eq19_edit(unet):
+    from diffnb import inversion
+    eps_mode = run(unet, guidance.Colour(0, 1.0), 50.0).images
+    eq13 = guidance.guided_sample(unet, sched(), guidance.Colour(0, 1.0), 50.0, 0, 10, batch_size=2,
+                                  num_inference_steps=10, generator=torch.Generator().manual_seed(0), mode="eps").images
+    assert not torch.equal(eps_mode, eq13) and torch.isfinite(eq13).all()
+    x0 = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    inv = inversion.edit_friendly_invert(unet, sched(), x0, 10, generator=torch.Generator().manual_seed(0))
+    same = guidance.edit_ddpm_inverted(unet, sched(), inv, guidance.Colour(0, 1.0), 0.0, 0, 10)
+    redder = guidance.edit_ddpm_inverted(unet, sched(), inv, guidance.Colour(0, 1.0), 50.0, 0, 10)
+    assert (same - x0.clamp(-1, 1)).abs().max() < 1e-4
+    assert redder[:, 0].mean() > same[:, 0].mean()
