@@ -194,7 +194,6 @@ def inversion_seconds(method: str, n: int = 4, num_inference_steps: int = 50) ->
     from diffnb import inversion, world, zoo
     batch = world.sample(n, seed=90_000)
     x0, prompts = batch.images, batch.captions
-    start = time.perf_counter()
     if method == "ddim":
         b = zoo.load("toy-ddpm")
         start = time.perf_counter()

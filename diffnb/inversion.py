@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import torch
 
 from . import sampling
+from .t2i import check_guidance_scale
 
 
 @dataclass
@@ -161,11 +162,6 @@ def _text_setup(bundle, images, prompts, num_inference_steps):
     return z0, cond, uncond
 
 
-def _check_scale(guidance_scale) -> None:
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not 0 <= guidance_scale <= 50:
-        raise ValueError(f"guidance_scale must be a number in [0, 50], got {guidance_scale!r}")
-
-
 def text_ddim_invert(bundle, images, prompts, num_inference_steps: int = 50,
                      guidance_scale: float = 1.0) -> InversionResult:
     """DDIM inversion (Eq. 7) of images under a text-conditioned model with classifier-free guidance at
@@ -173,7 +169,7 @@ def text_ddim_invert(bundle, images, prompts, num_inference_steps: int = 50,
     import time
 
     from . import t2i
-    _check_scale(guidance_scale)
+    check_guidance_scale(guidance_scale)
     z0, cond, uncond = _text_setup(bundle, images, prompts, num_inference_steps)
     start = time.perf_counter()
     inv = ddim_invert(lambda x, t: t2i.guided_eps(bundle.unet, x, t, cond, uncond, guidance_scale),
@@ -189,7 +185,7 @@ def text_reconstruct(bundle, inv: InversionResult, guidance_scale: Optional[floa
     embeddings, at `guidance_scale` (default: the scale the inversion was made for). Returns decoded images."""
     from . import t2i
     w = inv.guidance_scale if guidance_scale is None else guidance_scale
-    _check_scale(w)
+    check_guidance_scale(w)
     fwd, _ = inversion_schedulers(bundle.scheduler)
     fwd.set_timesteps(len(inv.timesteps))
     dev = next(bundle.unet.parameters()).device
@@ -210,7 +206,7 @@ def null_text_invert(bundle, images, prompts, num_inference_steps: int = 50, gui
     import torch.nn.functional as F
 
     from . import t2i
-    _check_scale(guidance_scale)
+    check_guidance_scale(guidance_scale)
     if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
         raise ValueError(f"inner_steps must be an integer >= 0, got {inner_steps!r}")
     start = time.perf_counter()
@@ -257,7 +253,7 @@ def negative_prompt_invert(bundle, images, prompts, num_inference_steps: int = 5
     the source prompt's embedding as the null embedding at every step. Guided sampling then reduces to the
     conditional branch alone, which retraces the guidance-1 DDIM inversion up to its linearisation error."""
     import time
-    _check_scale(guidance_scale)
+    check_guidance_scale(guidance_scale)
     start = time.perf_counter()
     pivot = text_ddim_invert(bundle, images, prompts, num_inference_steps, guidance_scale=1.0)
     pivot.method, pivot.guidance_scale = "negative-prompt", float(guidance_scale)

@@ -72,13 +72,17 @@ def guided_eps(unet, x_t: torch.Tensor, t, cond: torch.Tensor, uncond: torch.Ten
     return eps
 
 
+def check_guidance_scale(guidance_scale) -> None:
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not 0 <= guidance_scale <= 50:
+        raise ValueError(f"guidance_scale must be a number in [0, 50], got {guidance_scale!r}")
+
+
 @torch.no_grad()
 def sample(bundle: T2IBundle, prompts, guidance_scale: float = 5.0, num_inference_steps: int = 50, eta: float = 0.0,
            generator: Optional[torch.Generator] = None, negative_prompt: str = "", x_T: Optional[torch.Tensor] = None,
            return_trajectory: bool = False) -> sampling.SamplingOutput:
     """Sample one image per prompt with classifier-free guidance; returns decoded images in [-1, 1]."""
-    if not isinstance(guidance_scale, (int, float)) or not 0.0 <= guidance_scale <= 50.0:
-        raise ValueError(f"guidance_scale must be a number in [0, 50], got {guidance_scale!r}")
+    check_guidance_scale(guidance_scale)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     cond = encode_prompt(bundle, prompts)
     uncond = encode_prompt(bundle, [negative_prompt] * len(prompts))
