@@ -25,11 +25,19 @@ TRAINERS = {
 }
 
 
-def train(name: str, steps=None, out=None, resume: bool = False) -> training.TrainResult:
-    """Train toy model `name` with its default config (optionally another number of steps) into `out`.
+def train(name: str, steps=None, out=None, resume: bool = False, **overrides) -> training.TrainResult:
+    """Train toy model `name` with its default config (optionally another number of steps, or other config
+    fields such as batch_size, device, workers, max_minutes) into `out`.
     resume=True continues a diffusion model's run in `out` (see training._load_state)."""
     config_cls, fn = TRAINERS[name]
-    cfg = config_cls() if steps is None else replace(config_cls(), steps=int(steps))
+    fields = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(fields) - set(config_cls.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"{name} has no training option {unknown}; its options are "
+                         f"{sorted(config_cls.__dataclass_fields__)}")
+    if steps is not None:
+        fields["steps"] = int(steps)
+    cfg = replace(config_cls(), **fields)
     kwargs = {"resume": True} if resume else {}
     return fn(cfg, Path(out or Path("runs") / name), **kwargs)
 
@@ -38,8 +46,11 @@ def _header(name: str, run_dir: Path) -> list:
     log = json.loads((run_dir / "train_log.json").read_text())
     steps = log["step"]
     cfg = log["config"]
+    defaults = TRAINERS[name][0]()
+    flags = "".join(f" --{k.replace('_', '-')} {cfg[k]}" for k in ("batch_size", "lr", "device", "workers")
+                    if k in cfg and cfg[k] != getattr(defaults, k, cfg[k]))
     return [f"# {name}", "",
-            f"Retrain: `python -m diffnb.zoo train {name} --steps {steps}` then "
+            f"Retrain: `python -m diffnb.zoo train {name} --steps {steps}{flags}` then "
             f"`python -m diffnb.zoo install {name} runs/{name}`.", "",
             f"- steps: {steps} (batch {cfg['batch_size']}, lr {cfg['lr']}), seed {cfg['seed']}",
             f"- wall time: {log['minutes']:.1f} minutes on {log.get('machine', 'a 2-core CPU')}",

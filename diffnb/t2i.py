@@ -114,6 +114,9 @@ class T2ITrainConfig:
     save_every: int = 500
     log_every: int = 50
     num_threads: int = 0
+    device: str = "cpu"               # "cuda" on a GPU (noise is still drawn on the CPU generator)
+    workers: int = 0                  # processes drawing world batches ahead (training.batches)
+    max_minutes: float = 0.0          # stop (and save) after this wall time; 0: run all `steps`
 
 
 def t2i_unet(cfg: T2ITrainConfig, cross_attention_dim: int):
@@ -151,19 +154,22 @@ def train_t2i(cfg: T2ITrainConfig, out_dir, clip_bundle, progress: bool = True, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
+    dev = torch.device(cfg.device)
     text = text_tower(clip_bundle.model)
     unet = t2i_unet(cfg, text.config.hidden_size)
     scheduler = training.ddpm_scheduler(training.DDPMTrainConfig())
     ema = copy.deepcopy(unet).requires_grad_(False)
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     start = training._load_state(out_dir, unet, ema) if resume else 0
+    data = training.batches(cfg.batch_size, cfg.seed + 5000 + start, cfg.workers)  # workers start before CUDA does
+    text.to(dev), unet.to(dev), ema.to(dev)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     warm = cfg.warmup if not start else 200
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
     gen = torch.Generator().manual_seed(cfg.seed + start)
     rng = np.random.default_rng([cfg.seed, start, 41])
-    data = world.stream(cfg.batch_size, seed=cfg.seed + 5000 + start)
     scheduler.save_pretrained(out_dir / "scheduler")
     t0, losses, window = time.time(), [], []
+    t_start = time.time()
     if start and (out_dir / "train_log.json").is_file():
         prev = json.loads((out_dir / "train_log.json").read_text())
         losses, t0 = [tuple(x) for x in prev["losses"]], time.time() - 60 * prev["minutes"]
@@ -173,10 +179,12 @@ def train_t2i(cfg: T2ITrainConfig, out_dir, clip_bundle, progress: bool = True, 
                     world.caption(a) if rng.random() < cfg.p_full_caption else world.partial_caption(a, rng)
                     for a in batch.attributes]
         with torch.no_grad():
-            context = text(input_ids=toyclip.tokenize(clip_bundle.tokenizer, captions)["input_ids"]).last_hidden_state
+            ids = toyclip.tokenize(clip_bundle.tokenizer, captions)["input_ids"].to(dev)
+            context = text(input_ids=ids).last_hidden_state
         noise = torch.randn(batch.images.shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
-        loss = F.mse_loss(unet(scheduler.add_noise(batch.images, noise, t), t, encoder_hidden_states=context).sample, noise)
+        x0, noise, t = batch.images.to(dev), noise.to(dev), t.to(dev)
+        loss = F.mse_loss(unet(scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=context).sample, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -184,9 +192,12 @@ def train_t2i(cfg: T2ITrainConfig, out_dir, clip_bundle, progress: bool = True, 
         sched.step()
         training._ema_update(ema, unet, cfg.ema_decay if step > cfg.warmup or start else 0.0)
         window = training._log_loss(window, loss.item(), losses, step, cfg.log_every, t0, progress)
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        done = step == cfg.steps or training.out_of_time(cfg, t_start)
+        if step % cfg.save_every == 0 or done:
             training._save_half(ema, out_dir)
             training._save_state(out_dir, step, unet, ema)
             training._write_log(out_dir, cfg, step, t0, losses)
-    return training.TrainResult("toy-t2i", cfg.steps, (time.time() - t0) / 60,
+        if done:
+            break
+    return training.TrainResult("toy-t2i", step, (time.time() - t0) / 60,
                                 losses[-1][1] if losses else float("nan"), str(out_dir), losses)

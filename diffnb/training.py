@@ -33,6 +33,9 @@ class DDPMTrainConfig:
     save_every: int = 500
     log_every: int = 50
     num_threads: int = 0              # 0: leave torch's default
+    device: str = "cpu"               # "cuda" on a GPU: same loop, noise still drawn on the CPU generator
+    workers: int = 0                  # processes drawing world batches ahead (0: in the training process)
+    max_minutes: float = 0.0          # stop (and save) after this wall time; 0: run all `steps`
 
 
 @dataclass
@@ -44,6 +47,37 @@ class TrainResult:
     final_loss: float                 # mean loss over the last `log_every` steps
     out_dir: str
     losses: list = field(default_factory=list)
+
+
+class _WorldBatches(torch.utils.data.IterableDataset):
+    """World batches for a DataLoader: worker i of w draws batches k = i, i + w, i + 2w, ... of `world.stream`,
+    and the loader hands them back in order k = 0, 1, 2, ..., so any number of workers yields the same data."""
+
+    def __init__(self, batch_size: int, seed: int, workers: int):
+        self.batch_size, self.seed, self.workers = batch_size, seed, max(1, workers)
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        i = info.id if info is not None else 0
+        k = i
+        while True:
+            yield world.sample(self.batch_size, seed=self.seed * 1_000_003 + k)
+            k += self.workers
+
+
+def batches(batch_size: int, seed: int, workers: int = 0):
+    """An endless iterator of WorldBatches, equal to `world.stream(batch_size, seed)`, drawn by `workers`
+    background processes (0: in this process)."""
+    if workers <= 0:
+        return world.stream(batch_size, seed=seed)
+    loader = torch.utils.data.DataLoader(_WorldBatches(batch_size, seed, workers), batch_size=None,
+                                         num_workers=workers, prefetch_factor=8, persistent_workers=True)
+    return iter(loader)
+
+
+def out_of_time(cfg, t_start: float) -> bool:
+    """True once a run with cfg.max_minutes > 0 has used its wall time (measured from this session's start)."""
+    return bool(cfg.max_minutes) and time.time() - t_start > 60 * cfg.max_minutes
 
 
 def ddpm_unet(cfg: DDPMTrainConfig):
@@ -64,8 +98,7 @@ def ddpm_scheduler(cfg: DDPMTrainConfig):
 
 @torch.no_grad()
 def _ema_update(ema, model, decay):
-    for pe, p in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(p, 1 - decay)
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
 
 
 def _write_log(out_dir: Path, cfg, step: int, t0: float, losses: list):
@@ -73,7 +106,14 @@ def _write_log(out_dir: Path, cfg, step: int, t0: float, losses: list):
     import platform
     (out_dir / "train_log.json").write_text(json.dumps(
         {"config": asdict(cfg), "step": step, "minutes": (time.time() - t0) / 60, "losses": losses,
-         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"}))
+         "machine": _machine(cfg)}))
+
+
+def _machine(cfg) -> str:
+    import platform
+    if getattr(cfg, "device", "cpu").startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} GPU ({cfg.workers} data workers)"
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"
 
 
 def _log_loss(window: list, loss: float, losses: list, step: int, log_every: int, t0: float, progress: bool) -> list:
@@ -89,15 +129,15 @@ def _log_loss(window: list, loss: float, losses: list, step: int, log_every: int
 
 
 def _save_half(model, out_dir: Path):
-    half = copy.deepcopy(model).half()
+    half = copy.deepcopy(model).cpu().half()
     half.save_pretrained(out_dir, safe_serialization=True)
 
 
 def _save_state(out_dir: Path, step: int, model, ema) -> None:
     """Everything needed to resume a run (fp32 weights and EMA; the optimiser restarts with a short warm-up)."""
     from safetensors.torch import save_file
-    tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"ema.{k}": v.contiguous() for k, v in ema.state_dict().items()})
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
     save_file(tensors, str(out_dir / "resume_state.safetensors"), metadata={"step": str(step)})
 
 
@@ -130,19 +170,20 @@ def train_ddpm(cfg: DDPMTrainConfig, out_dir, progress: bool = True, resume: boo
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
+    dev = torch.device(cfg.device)
     unet, scheduler = ddpm_unet(cfg), ddpm_scheduler(cfg)
     ema = copy.deepcopy(unet).requires_grad_(False)
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup))
     gen = torch.Generator().manual_seed(cfg.seed)
-    data = world.stream(cfg.batch_size, seed=cfg.seed + 1000)
     scheduler.save_pretrained(out_dir / "scheduler")
     start = _load_state(out_dir, unet, ema) if resume else 0
     if start:  # fresh optimiser moments: warm up again, and keep the data stream moving on
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 200))
         gen.manual_seed(cfg.seed + start)
-        data = world.stream(cfg.batch_size, seed=cfg.seed + 1000 + start)
+    data = batches(cfg.batch_size, cfg.seed + 1000 + start, cfg.workers)  # workers start before CUDA does
+    unet.to(dev), ema.to(dev)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (200 if start else cfg.warmup)))
     t0, losses, window = time.time(), [], []
+    t_start = time.time()
     if start and (out_dir / "train_log.json").is_file():
         prev = json.loads((out_dir / "train_log.json").read_text())
         losses, t0 = [tuple(x) for x in prev["losses"]], time.time() - 60 * prev["minutes"]
@@ -150,6 +191,7 @@ def train_ddpm(cfg: DDPMTrainConfig, out_dir, progress: bool = True, resume: boo
         x0 = next(data).images
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, cfg.num_train_timesteps, (x0.shape[0],), generator=gen)
+        x0, noise, t = x0.to(dev, non_blocking=True), noise.to(dev, non_blocking=True), t.to(dev)
         x_t = scheduler.add_noise(x0, noise, t)
         loss = F.mse_loss(unet(x_t, t).sample, noise)
         opt.zero_grad(set_to_none=True)
@@ -159,11 +201,14 @@ def train_ddpm(cfg: DDPMTrainConfig, out_dir, progress: bool = True, resume: boo
         sched.step()
         _ema_update(ema, unet, cfg.ema_decay if step > cfg.warmup or start else 0.0)
         window = _log_loss(window, loss.item(), losses, step, cfg.log_every, t0, progress)
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        done = step == cfg.steps or out_of_time(cfg, t_start)
+        if step % cfg.save_every == 0 or done:
             _save_half(ema, out_dir)
             _save_state(out_dir, step, unet, ema)
             _write_log(out_dir, cfg, step, t0, losses)
-    return TrainResult("toy-ddpm", cfg.steps, (time.time() - t0) / 60, losses[-1][1] if losses else float("nan"),
+        if done:
+            break
+    return TrainResult("toy-ddpm", step, (time.time() - t0) / 60, losses[-1][1] if losses else float("nan"),
                        str(out_dir), losses)
 
 

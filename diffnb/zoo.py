@@ -349,6 +349,11 @@ def main(argv=None) -> int:
     t.add_argument("name", choices=sorted(_trainable()))
     t.add_argument("--steps", type=int, help="override the config's number of steps")
     t.add_argument("--out", help="run folder (default runs/<name>)")
+    t.add_argument("--batch-size", type=int, help="override the config's batch size")
+    t.add_argument("--lr", type=float, help="override the config's learning rate")
+    t.add_argument("--device", help="cpu (default) or cuda")
+    t.add_argument("--workers", type=int, help="processes drawing world batches ahead (default 0)")
+    t.add_argument("--max-minutes", type=float, help="stop and save after this many minutes")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out (toy-ddpm; copy data/models/toy-ddpm there to continue the shipped one)")
     i = sub.add_parser("install")
@@ -366,7 +371,8 @@ def main(argv=None) -> int:
             print(n, "ok", verify(n))
     elif a.cmd == "train":
         from . import cards
-        result = cards.train(a.name, steps=a.steps, out=a.out, resume=a.resume)
+        result = cards.train(a.name, steps=a.steps, out=a.out, resume=a.resume, batch_size=a.batch_size, lr=a.lr,
+                             device=a.device, workers=a.workers, max_minutes=a.max_minutes)
         print(f"trained {result.name} for {result.steps} steps in {result.minutes:.1f} min into {result.out_dir}")
     elif a.cmd == "install":
         from . import cards

@@ -16,11 +16,12 @@ def test_toy_attr_accuracy(attr, domain, bar):
         assert acc.accuracy[b] >= bar, (domain, b, acc.accuracy)
 
 
-# toy-ddpm at 9,000 steps does not meet these bars yet (issue 2 stays open), and strict xfail turns them red
-# the moment a retrained model meets them, so the marker is then removed. Measured (data/models/toy-ddpm/card.md):
-# 0.805 confident on every binary attribute, colour confidence 0.941 / 0.871 / 0.996 (hair / skin / background),
-# largest frequency gap 0.241 (white backgrounds 1% against 20%). At 7,000 steps: 0.719, 0.891 / 0.816 / 0.980, 0.269.
-NOT_YET = pytest.mark.xfail(strict=True, reason="toy-ddpm is under-trained (9,000 steps); see its model card")
+# toy-ddpm (16,063 steps of batch 128 on a lent GPU) meets the confidence bars: 0.926 confident on every binary
+# attribute, colour confidence 0.996 / 0.965 / 1.000 (hair / skin / background). It does not yet meet the frequency
+# bar (issue 2 stays open): largest gap 0.157, white backgrounds 4% and yellow 12% against 20%. Strict xfail turns
+# the test red the moment a retrained model meets it, so the marker is then removed. Earlier checkpoints
+# (data/models/toy-ddpm/card.md history): 9,000 x 32 on the CPU 0.805 / 0.871 skin / gap 0.241.
+NOT_YET = pytest.mark.xfail(strict=True, reason="toy-ddpm over-draws blue and green backgrounds; see its model card")
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +30,10 @@ def ddpm_quality(attr):
     return evaluate.sample_quality(samples, attr)
 
 
-@NOT_YET
 def test_toy_ddpm_samples_are_confidently_readable(ddpm_quality):
     assert ddpm_quality.confident_all_binary >= 0.90, ddpm_quality.confident_binary
 
 
-@NOT_YET
 def test_toy_ddpm_colours_are_on_palette(ddpm_quality):
     for name, frac in ddpm_quality.confident_colours.items():
         assert frac >= 0.90, (name, ddpm_quality.confident_colours)
