@@ -32,6 +32,8 @@ EXTRA_BENCHMARKS: list[tuple[str, str, Callable[[], float]]] = [
     ("guided_edit_s_per_image", "s", lambda: guided_edit_timing()[0]),
     ("guided_over_unguided", "x", lambda: guided_edit_timing()[1]),
     ("nb08_slider_redraw_s", "s", lambda: guided_edit_timing(batch_size=1, t1=0)[2]),
+    ("attention_control_over_plain", "x", lambda: attention_control_timing()[0]),
+    ("nb06_slider_redraw_s", "s", lambda: attention_control_timing(pairs=2, repeats=1)[1]),
 ]
 
 
@@ -213,3 +215,28 @@ def inversion_seconds(method: str, n: int = 4, num_inference_steps: int = 50) ->
         start = time.perf_counter()
         inversion.text_reconstruct(b, make())
     return (time.perf_counter() - start) / n
+
+
+def attention_control_timing(pairs: int = 8, num_inference_steps: int = 20, repeats: int = 3) -> tuple:
+    """Notebook 06's P2Plus edit (`attention.edit`: 2 x pairs images, guided, every map injected as the windows
+    say) against plain guided sampling of the same 2 x pairs images with diffusers' default processors:
+    (edit time / plain time, seconds per edit). Best of `repeats` for each."""
+    import torch
+    from diffnb import attention, t2i, zoo
+    b = zoo.load("toy-t2i")
+    src = ["a smiling person with black hair on a blue background"] * pairs
+    tgt = ["a smiling cat with black fur on a blue background"] * pairs
+    x_T = torch.randn(pairs, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+    def best(fn):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+    plain = best(lambda: t2i.sample(b, [p for pair in zip(src, tgt) for p in pair], guidance_scale=5.0,
+                                    num_inference_steps=num_inference_steps, x_T=x_T.repeat_interleave(2, 0)))
+    edit = best(lambda: attention.edit(b, attention.Replace(b.tokenizer, src, tgt, tau_c=0.6, tau_s=0.4, tau_u=0.5),
+                                       x_T=x_T, guidance_scale=5.0, num_inference_steps=num_inference_steps))
+    return edit / plain, edit

@@ -144,9 +144,12 @@ def _t2i_card(run_dir: Path) -> list:
     """toy-t2i's bars: 256 random partial captions, 50 DDIM steps, guidance 5."""
     from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
-    from .t2i import T2IBundle, text_tower
+    from .t2i import T2IBundle, check_text_probe, text_tower
     from .zoo import load
     clip = load("toy-clip")
+    log = json.loads((run_dir / "train_log.json").read_text())
+    if "text_probe" in log:   # runs from before the probe existed carry none
+        check_text_probe(log["text_probe"], text_tower(clip.model), clip.tokenizer)
     unet = UNet2DConditionModel.from_pretrained(str(run_dir), use_safetensors=True, torch_dtype=torch.float32,
                                                 low_cpu_mem_usage=False).eval()
     ddpm = DDPMScheduler.from_pretrained(str(run_dir), subfolder="scheduler")

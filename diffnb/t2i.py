@@ -138,6 +138,33 @@ def text_tower(clip_model):
     return text.eval().requires_grad_(False)
 
 
+TEXT_PROBE = "a smiling cat with red fur, pale face, open eyes, glasses and a hat on a white background"
+
+
+@torch.no_grad()
+def text_probe(text_encoder, tokenizer) -> dict:
+    """A fingerprint of the text conditioning: the token ids of TEXT_PROBE and a few numbers of its embedding.
+    Training stores it in train_log.json; installing a model recomputes it and refuses a model that was trained
+    against different text embeddings (another transformers or tokenizers build can load the tower differently)."""
+    ids = toyclip.tokenize(tokenizer, [TEXT_PROBE])["input_ids"]
+    dev = next(text_encoder.parameters()).device
+    e = text_encoder(input_ids=ids.to(dev)).last_hidden_state[0].float().cpu()
+    return {"ids": ids[0].tolist(), "mean_per_token": [round(float(v), 5) for v in e.mean(-1)],
+            "abs_mean": round(float(e.abs().mean()), 5)}
+
+
+def check_text_probe(saved: dict, text_encoder, tokenizer, atol: float = 1e-3) -> None:
+    here = text_probe(text_encoder, tokenizer)
+    if saved["ids"] != here["ids"]:
+        raise ValueError(f"the model was trained with other token ids for {TEXT_PROBE!r}: {saved['ids']} there, "
+                         f"{here['ids']} here; retrain it with this tokenizer")
+    diff = max(abs(a - b) for a, b in zip(saved["mean_per_token"], here["mean_per_token"]))
+    if diff > atol:
+        raise ValueError(f"the model was trained against different text embeddings (largest per-token difference "
+                         f"{diff:.4f} > {atol}); the text tower loaded differently there. Retrain it here, or "
+                         "with the same transformers version")
+
+
 def train_t2i(cfg: T2ITrainConfig, out_dir, clip_bundle, progress: bool = True, resume: bool = False):
     """Train toy-t2i; `clip_bundle` is zoo.load("toy-clip"). Same loop, EMA and checkpoints as toy-ddpm."""
     import copy
@@ -170,6 +197,7 @@ def train_t2i(cfg: T2ITrainConfig, out_dir, clip_bundle, progress: bool = True, 
     scheduler.save_pretrained(out_dir / "scheduler")
     t0, losses, window = time.time(), [], []
     t_start = time.time()
+    probe = {"text_probe": text_probe(text, clip_bundle.tokenizer)}
     if start and (out_dir / "train_log.json").is_file():
         prev = json.loads((out_dir / "train_log.json").read_text())
         losses, t0 = [tuple(x) for x in prev["losses"]], time.time() - 60 * prev["minutes"]
@@ -196,7 +224,7 @@ def train_t2i(cfg: T2ITrainConfig, out_dir, clip_bundle, progress: bool = True, 
         if step % cfg.save_every == 0 or done:
             training._save_half(ema, out_dir)
             training._save_state(out_dir, step, unet, ema)
-            training._write_log(out_dir, cfg, step, t0, losses)
+            training._write_log(out_dir, cfg, step, t0, losses, probe)
         if done:
             break
     return training.TrainResult("toy-t2i", step, (time.time() - t0) / 60,

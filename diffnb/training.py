@@ -101,12 +101,11 @@ def _ema_update(ema, model, decay):
     torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
 
 
-def _write_log(out_dir: Path, cfg, step: int, t0: float, losses: list):
-    """train_log.json: what the model card reports (config, steps, minutes, loss curve, machine)."""
-    import platform
+def _write_log(out_dir: Path, cfg, step: int, t0: float, losses: list, extra: dict | None = None):
+    """train_log.json: what the model card reports (config, steps, minutes, loss curve, machine, and `extra`)."""
     (out_dir / "train_log.json").write_text(json.dumps(
         {"config": asdict(cfg), "step": step, "minutes": (time.time() - t0) / 60, "losses": losses,
-         "machine": _machine(cfg)}))
+         "machine": _machine(cfg), **(extra or {})}))
 
 
 def _machine(cfg) -> str:

@@ -1,0 +1,302 @@
+"""Table 2 of StyleDiffusion in miniature: real-image text editing measured three ways.
+
+- structure distance (Tumanyan et al. 2022): the mean squared difference between the self-similarity matrices
+  (cosine between every pair of positions) of deep features of the source and the edited image. Tumanyan et
+  al. use DINO-ViT keys; here the features are toy-attr's 16x16 block (named in every table). Lower keeps
+  the layout better.
+- NS-LPIPS: the perceptual distance outside the edited region, taken from the source's cross-attention map
+  of the edited word during DDIM inversion (min-max normalised, binarised at `threshold`); here the toy
+  perceptual metric (LPIPS's formula over toy-attr's trunk, `metrics.toy_lpips`) in its spatial form.
+  Lower leaves the rest of the image alone.
+- CLIP score: toy-clip's cosine between the edited image and the target caption. Higher follows the text.
+
+    pairs = edit_pairs(n_per_kind=10)                    # colour, attribute and subject swaps of photo images
+    rows = run_methods(bundle, pairs, methods=("ddim", "sdedit", "p2p", "p2plus"))
+    table = summarise(rows)                              # {method: {kind: (structure, ns_lpips, clip)}}
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import attention, inversion, t2i, toyclip, world
+
+KINDS = ("colour", "attribute", "subject")
+METHODS = ("ddim", "sdedit", "p2p", "p2plus")
+METHOD_NAMES = {"ddim": "DDIM inversion + word swap", "sdedit": "SDEdit", "p2p": "Null-text + P2P",
+                "p2plus": "Null-text + P2Plus", "stylediffusion": "StyleDiffusion + P2Plus"}
+# StyleDiffusion Table 2 (Stable Diffusion, their edit set): structure distance, NS-LPIPS, CLIP score (as a
+# fraction). Its "Null-text" row is null-text inversion + P2P; "Ours" is StyleDiffusion + P2Plus; it has no
+# row for null-text + P2Plus, and no SDEdit strength is stated. MasaCtrl: 0.039 / 0.2259 / 0.804.
+PAPER_TABLE2 = {"ddim": (0.092, 0.4131, 0.819), "sdedit": (0.046, 0.2473, 0.780), "p2p": (0.027, 0.1480, 0.752),
+                "p2plus": (None, None, None), "stylediffusion": (0.026, 0.1165, 0.779)}
+
+
+@dataclass
+class EditPair:
+    """A real (photo) image, its caption, and an edited caption that swaps one thing."""
+    kind: str                      # "colour", "attribute" or "subject"
+    image: torch.Tensor            # (3, 32, 32) in [-1, 1]
+    source: str                    # caption of the image
+    target: str                    # the edit
+    word: str                      # the edited word of the source caption (its map is the edited region)
+    attributes: object = None      # world.Attributes of the image
+
+
+def _swap(words: list, old: str, new: str) -> list:
+    return [new if w == old else w for w in words]
+
+
+def edit_pairs(n_per_kind: int = 10, seed: int = 0, domain: str = "photo") -> list:
+    """n_per_kind pairs of each kind, from fresh world images (deterministic from seed):
+    colour swaps (hair or background colour), attribute swaps (smiling <-> serious, open <-> closed eyes),
+    subject swaps (person / cat / robot, with the subject's own words for hair and skin)."""
+    if isinstance(n_per_kind, bool) or not isinstance(n_per_kind, int) or n_per_kind < 1:
+        raise ValueError(f"n_per_kind must be a positive integer, got {n_per_kind!r}")
+    batch = world.sample(3 * n_per_kind, seed=seed, domain=domain)
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for k, (img, a) in enumerate(zip(batch.images, batch.attributes)):
+        kind = KINDS[k // n_per_kind]
+        src = world.caption(a)
+        w = src.split()
+        if kind == "colour":
+            if k % 2 == 0:
+                old = a.hair
+                new = rng.choice([c for c in world.PALETTES["hair"] if c != old])
+            else:
+                old = a.background
+                new = rng.choice([c for c in world.PALETTES["background"] if c != old])
+            tgt = " ".join(_swap(w, old, str(new)))
+        elif kind == "attribute":
+            if k % 2 == 0:
+                old, new = ("smiling", "serious") if a.smiling else ("serious", "smiling")
+            else:
+                old, new = ("open", "closed") if a.eyes_open else ("closed", "open")
+            tgt = " ".join(_swap(w, old, new))
+        else:
+            old = a.subject
+            new = str(rng.choice([s for s in world.SUBJECTS if s != old]))
+            b = world.Attributes(**{**a.__dict__, "subject": new})
+            tgt = world.caption(b)
+        pairs.append(EditPair(kind, img, src, tgt, old, a))
+    return pairs
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics
+# ----------------------------------------------------------------------------------------------
+@torch.no_grad()
+def self_similarity(trunk, images: torch.Tensor, layer: int = 1) -> torch.Tensor:
+    """(B, N, N) cosine similarity between every pair of positions of trunk.features(x)[layer]."""
+    f = trunk.features(images)[layer].flatten(2).transpose(1, 2)          # (B, N, C)
+    f = F.normalize(f, dim=-1)
+    return f @ f.transpose(1, 2)
+
+
+def structure_distance(trunk, a: torch.Tensor, b: torch.Tensor, layer: int = 1) -> torch.Tensor:
+    """(B,) mean squared difference of self-similarity matrices (Tumanyan et al., on a toy trunk)."""
+    return (self_similarity(trunk, a, layer) - self_similarity(trunk, b, layer)).pow(2).mean((1, 2))
+
+
+@torch.no_grad()
+def ns_lpips(metric, a: torch.Tensor, b: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """(B,) perceptual distance outside `region` (B, 1, H, W in [0, 1]): the spatial LPIPS map weighted by
+    1 - region, averaged over the non-selected pixels."""
+    module = metric.module
+    spatial = module.spatial
+    module.spatial = True
+    try:
+        d = module(a, b)                                                  # (B, 1, H, W)
+    finally:
+        module.spatial = spatial
+    keep = 1 - region
+    return (d * keep).flatten(1).sum(1) / keep.flatten(1).sum(1).clamp_min(1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Methods
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class MethodResult:
+    method: str
+    edited: torch.Tensor           # (P, 3, H, W)
+    reconstruction: Optional[torch.Tensor] = None
+    seconds: float = 0.0
+
+
+@dataclass
+class EditRun:
+    """Every method's edits of the same pairs, the regions, and the shared inversions."""
+    pairs: list
+    results: dict                  # method -> MethodResult
+    regions: torch.Tensor          # (P, 1, H, W) binarised edited-word regions
+    settings: dict = field(default_factory=dict)
+
+
+def _images(pairs) -> torch.Tensor:
+    return torch.stack([p.image for p in pairs])
+
+
+def word_regions(bundle, pairs, num_inference_steps: int, threshold: float = 0.5):
+    """DDIM-invert the images under their captions (guidance 1) with an AttentionStore installed; return the
+    inversion and each edited word's cross-attention region (averaged over steps and 16x16 layers, upsampled,
+    `binarise`d) at image size."""
+    store = attention.AttentionStore()
+    store.begin(num_inference_steps)
+    images, prompts = _images(pairs), [p.source for p in pairs]
+    with attention.controlled(bundle.unet, store):
+        inv = inversion.text_ddim_invert(bundle, images, prompts, num_inference_steps, guidance_scale=1.0)
+    maps = store.maps(16)         # the inversion never ends a step: every call is in slot 0, averaged over all
+
+    region = torch.stack([maps[i, :, :, attention.token_index(bundle.tokenizer, p.source, p.word)].sum(-1)
+                          for i, p in enumerate(pairs)]).unsqueeze(1)
+    region = F.interpolate(region, size=(bundle.image_size, bundle.image_size), mode="bilinear", align_corners=False)
+    return inv, binarise(region, threshold)
+
+
+def binarise(maps: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """(B, 1, H, W) attention maps -> {0, 1} regions: min-max normalised per image, then > threshold.
+    (Prompt-to-Prompt normalises by the maximum alone; toy-t2i's maps are flat, 0.03-0.05 of the attention
+    everywhere, so the minimum has to go first.)"""
+    lo = maps.flatten(1).amin(1).view(-1, 1, 1, 1)
+    hi = maps.flatten(1).amax(1).view(-1, 1, 1, 1)
+    return ((maps - lo) / (hi - lo).clamp_min(1e-8) > threshold).to(maps.dtype)
+
+
+@torch.no_grad()
+def sdedit(bundle, images: torch.Tensor, prompts, strength: float = 0.5, guidance_scale: float = 5.0,
+           num_inference_steps: int = 25, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """SDEdit (Meng et al. 2022): noise the image to t = strength * T (q(x_t | x_0)), then denoise with the
+    target prompt (DDIM, eta 0, guidance)."""
+    from diffusers.utils.torch_utils import randn_tensor
+    if not 0.0 < float(strength) <= 1.0:
+        raise ValueError(f"strength must be in (0, 1], got {strength!r}")
+    fwd, _ = inversion.inversion_schedulers(bundle.scheduler)
+    fwd.set_timesteps(num_inference_steps)
+    start = num_inference_steps - max(1, round(strength * num_inference_steps))
+    timesteps = fwd.timesteps[start:]
+    dev = next(bundle.unet.parameters()).device
+    z0 = t2i.encode_image(bundle, images.to(dev))
+    noise = randn_tensor(z0.shape, generator=generator, device=torch.device("cpu")).to(dev)
+    x = fwd.add_noise(z0, noise, timesteps[:1].repeat(len(z0)))
+    cond = t2i.encode_prompt(bundle, prompts)
+    uncond = t2i.encode_prompt(bundle, [""] * len(prompts))
+    for t in timesteps:
+        x = fwd.step(t2i.guided_eps(bundle.unet, x, t, cond, uncond, guidance_scale), t, x).prev_sample
+    return t2i.decode(bundle, x).cpu()
+
+
+@torch.no_grad()
+def ddim_word_swap(bundle, inv, prompts, guidance_scale: float = 5.0) -> torch.Tensor:
+    """Sample from a guidance-1 DDIM inversion's x_T with the target prompt and guidance (no attention control)."""
+    fwd, _ = inversion.inversion_schedulers(bundle.scheduler)
+    fwd.set_timesteps(len(inv.timesteps))
+    dev = next(bundle.unet.parameters()).device
+    cond = t2i.encode_prompt(bundle, prompts)
+    uncond = t2i.encode_prompt(bundle, [""] * len(prompts))
+    x = inv.x_T.to(dev)
+    for t in fwd.timesteps:
+        x = fwd.step(t2i.guided_eps(bundle.unet, x, t, cond, uncond, guidance_scale), t, x).prev_sample
+    return t2i.decode(bundle, x).cpu()
+
+
+def run_methods(bundle, pairs, methods: Sequence[str] = METHODS, guidance_scale: float = 5.0,
+                num_inference_steps: int = 20, tau_c: float = 0.6, tau_s: float = 0.4, tau_u: float = 0.5,
+                sdedit_strength: float = 0.6, null_inner_steps: int = 4, null_lr: float = 5e-2,
+                threshold: float = 0.5, seed: int = 0, extra: Optional[dict] = None) -> EditRun:
+    """Edit every pair with each method. The inversions are shared: one DDIM inversion (for the DDIM row and the
+    edited-word regions) and one null-text inversion (for P2P and P2Plus). `extra` maps more method names to
+    callables (bundle, pairs, null_text_inversion) -> edited images (e.g. StyleDiffusion)."""
+    unknown = [m for m in methods if m not in METHODS and m not in (extra or {})]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS) + list(extra or {})}")
+    images = _images(pairs)
+    sources, targets = [p.source for p in pairs], [p.target for p in pairs]
+    results = {}
+    t0 = time.perf_counter()
+    ddim_inv, regions = word_regions(bundle, pairs, num_inference_steps, threshold)
+    t_ddim = time.perf_counter() - t0
+    if "ddim" in methods:
+        t0 = time.perf_counter()
+        results["ddim"] = MethodResult("ddim", ddim_word_swap(bundle, ddim_inv, targets, guidance_scale),
+                                       seconds=t_ddim + time.perf_counter() - t0)
+    if "sdedit" in methods:
+        t0 = time.perf_counter()
+        results["sdedit"] = MethodResult("sdedit", sdedit(bundle, images, targets, sdedit_strength, guidance_scale,
+                                                          num_inference_steps, torch.Generator().manual_seed(seed)),
+                                         seconds=time.perf_counter() - t0)
+    null = None
+    if any(m in methods for m in ("p2p", "p2plus")) or extra:
+        null = inversion.null_text_invert(bundle, images, sources, num_inference_steps, guidance_scale,
+                                          inner_steps=null_inner_steps, lr=null_lr)
+    for name, tu in (("p2p", 0.0), ("p2plus", tau_u)):
+        if name in methods:
+            ctrl = attention.Replace(bundle.tokenizer, sources, targets, tau_c=tau_c, tau_s=tau_s, tau_u=tu)
+            out = attention.edit(bundle, ctrl, x_T=null.x_T, guidance_scale=guidance_scale,
+                                 num_inference_steps=num_inference_steps, null_embeddings=null.null_embeddings)
+            results[name] = MethodResult(name, out.target, out.source, seconds=null.seconds + out.seconds)
+    for name, fn in (extra or {}).items():
+        if name in methods:
+            t0 = time.perf_counter()
+            results[name] = MethodResult(name, fn(bundle, pairs, null), seconds=time.perf_counter() - t0)
+    settings = dict(guidance_scale=guidance_scale, num_inference_steps=num_inference_steps, tau_c=tau_c,
+                    tau_s=tau_s, tau_u=tau_u, sdedit_strength=sdedit_strength, null_inner_steps=null_inner_steps,
+                    threshold=threshold)
+    return EditRun(pairs, results, regions, settings)
+
+
+@dataclass
+class Scores:
+    """Per-pair scores of one method."""
+    structure: torch.Tensor
+    ns_lpips: torch.Tensor
+    clip: torch.Tensor
+
+
+def score(run: EditRun, attr_model, clip_bundle, metric) -> dict:
+    """{method: Scores} for every method of the run, each against the source images."""
+    src = _images(run.pairs)
+    targets = [p.target for p in run.pairs]
+    out = {}
+    for name, res in run.results.items():
+        e = res.edited.clamp(-1, 1)
+        out[name] = Scores(structure_distance(attr_model, src, e), ns_lpips(metric, src, e, run.regions),
+                           toyclip.clip_score(clip_bundle.model, clip_bundle.tokenizer, e, targets).detach())
+    return out
+
+
+def summarise(run: EditRun, scores: dict) -> dict:
+    """{method: {kind or "all": (structure, ns_lpips, clip) means}}."""
+    kinds = np.array([p.kind for p in run.pairs])
+    table = {}
+    for name, s in scores.items():
+        row = {}
+        for kind in ("all",) + KINDS:
+            sel = torch.from_numpy(kinds == kind) if kind != "all" else torch.ones(len(kinds), dtype=torch.bool)
+            if sel.any():
+                row[kind] = (float(s.structure[sel].mean()), float(s.ns_lpips[sel].mean()), float(s.clip[sel].mean()))
+        table[name] = row
+    return table
+
+
+def markdown_table(table: dict, metric_name: str) -> str:
+    """Table 2 as markdown: ours (all pairs, and per kind) beside the paper's."""
+    lines = [f"| method | structure dist. ↓ (toy-attr) | NS-LPIPS ↓ ({metric_name}) | CLIP score ↑ (toy-clip) "
+             f"| paper: structure / NS-LPIPS / CLIP |", "| --- | --- | --- | --- | --- |"]
+    for name, row in table.items():
+        paper = PAPER_TABLE2.get(name, (None, None, None))
+        ptxt = " / ".join("–" if v is None else f"{v:.3f}" for v in paper)
+        s, n, c = row["all"]
+        lines.append(f"| {METHOD_NAMES.get(name, name)} | {s:.4f} | {n:.4f} | {c:.3f} | {ptxt} |")
+    lines += ["", "| method | " + " | ".join(f"{k}: struct / NS-LPIPS / CLIP" for k in KINDS) + " |",
+              "| --- |" + " --- |" * len(KINDS)]
+    for name, row in table.items():
+        cells = [" / ".join(f"{v:.3f}" for v in row[k]) if k in row else "–" for k in KINDS]
+        lines.append(f"| {METHOD_NAMES.get(name, name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

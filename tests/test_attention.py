@@ -1,0 +1,128 @@
+"""diffnb.attention: processors installed through set_attn_processor, recording, P2P / P2Plus editing, bad input."""
+import pytest
+import torch
+
+from diffnb import attention as A
+from diffnb import t2i, zoo
+
+SRC = ["a smiling person with black hair on a blue background", "a serious cat with grey fur on a pink background"]
+TGT = ["a smiling cat with black hair on a blue background", "a serious robot with grey fur on a pink background"]
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return zoo.load("toy-t2i")
+
+
+@pytest.fixture(scope="module")
+def x_T():
+    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def _unet_out(bundle, x_T):
+    cond = t2i.encode_prompt(bundle, SRC)
+    with torch.no_grad():
+        return bundle.unet(x_T, 500, encoder_hidden_states=cond).sample
+
+
+def test_identity_controller_matches_diffusers_and_restore_is_exact(bundle, x_T):
+    before = _unet_out(bundle, x_T)
+    processors = dict(bundle.unet.attn_processors)
+    with A.controlled(bundle.unet, A.AttentionController()):
+        inside = _unet_out(bundle, x_T)
+        assert all(isinstance(p, A.ControlledAttnProcessor) for p in bundle.unet.attn_processors.values())
+    after = _unet_out(bundle, x_T)
+    assert torch.allclose(inside, before, atol=1e-5)          # same maths as diffusers' processor
+    assert torch.equal(after, before)                          # restored bit for bit
+    assert all(bundle.unet.attn_processors[k] is v for k, v in processors.items())
+
+
+def test_restore_after_an_error(bundle, x_T):
+    processors = dict(bundle.unet.attn_processors)
+    with pytest.raises(RuntimeError):
+        with A.controlled(bundle.unet, A.Replace(bundle.tokenizer, SRC, TGT)):
+            _unet_out(bundle, x_T)   # batch of 2, not 2 x 2 pairs x 2 branches: the controller refuses
+    assert all(bundle.unet.attn_processors[k] is v for k, v in processors.items())
+
+
+def test_recorded_cross_attention_sums_to_one_over_tokens(bundle, x_T):
+    images, store = A.record(bundle, SRC, x_T=x_T, num_inference_steps=4)
+    for res in (16, 8):
+        m = A.cross_maps(store, res)
+        assert m.shape == (2, res, res, bundle.tokenizer.model_max_length)
+        assert torch.allclose(m.sum(-1), torch.ones(()), atol=1e-4)
+    assert len(store.cross) == 4
+    words = A.word_maps(store, bundle.tokenizer, SRC)[0]
+    assert "person" in words and words["person"].shape == (16, 16)
+
+
+def test_zero_windows_reproduce_plain_generation(bundle, x_T):
+    ctrl = A.Replace(bundle.tokenizer, SRC, TGT, tau_c=0.0, tau_s=0.0, tau_u=0.0)
+    out = A.edit(bundle, ctrl, x_T=x_T, num_inference_steps=5)
+    plain, _ = A.record(bundle, TGT, x_T=x_T, num_inference_steps=5)
+    src, _ = A.record(bundle, SRC, x_T=x_T, num_inference_steps=5)
+    assert torch.allclose(out.target, plain, atol=1e-4)
+    assert torch.allclose(out.source, src, atol=1e-4)
+
+
+def test_tau_u_changes_the_batched_output_and_not_the_source(bundle, x_T):
+    p2p = A.edit(bundle, A.Replace(bundle.tokenizer, SRC, TGT, tau_u=0.0), x_T=x_T, num_inference_steps=6)
+    p2plus = A.edit(bundle, A.Replace(bundle.tokenizer, SRC, TGT, tau_u=0.5), x_T=x_T, num_inference_steps=6)
+    assert (p2p.target - p2plus.target).abs().max() > 0.05
+    assert torch.equal(p2p.source, p2plus.source)
+
+
+def test_self_attention_injection_keeps_the_source_layout(bundle, x_T):
+    """Injecting the conditional self-attention maps at every step keeps the edit closer to the source."""
+    kept = A.edit(bundle, A.Replace(bundle.tokenizer, SRC, TGT, tau_c=0.0, tau_s=1.0, tau_u=0.0), x_T=x_T,
+                  num_inference_steps=10)
+    free = A.edit(bundle, A.Replace(bundle.tokenizer, SRC, TGT, tau_c=0.0, tau_s=0.0, tau_u=0.0), x_T=x_T,
+                  num_inference_steps=10)
+    assert (kept.target - kept.source).abs().mean() < 0.85 * (free.target - free.source).abs().mean()
+
+
+def test_refine_alignment(bundle):
+    ctrl = A.Refine(bundle.tokenizer, ["a cat on a blue background"], ["a cat with glasses on a blue background"])
+    mapper, alpha = ctrl.mapper[0], ctrl.alpha[0]
+    # target words: a cat with glasses on a blue background -> 'with' (3) and 'glasses' (4) are new
+    assert alpha[3] == 0 and alpha[4] == 0 and alpha[1] == 1 and alpha[5] == 1
+    assert mapper[5] == 3 and mapper[8] == 6   # 'on' and 'background' align with the source's
+
+
+def test_reweight_scales_the_word(bundle, x_T):
+    lo = A.edit(bundle, A.Reweight(bundle.tokenizer, SRC[:1], SRC[:1], word="black", scale=0.0), x_T=x_T[:1],
+                num_inference_steps=5)
+    hi = A.edit(bundle, A.Reweight(bundle.tokenizer, SRC[:1], SRC[:1], word="black", scale=4.0), x_T=x_T[:1],
+                num_inference_steps=5)
+    assert (lo.target - hi.target).abs().mean() > 0.01
+
+
+def test_local_blend_keeps_the_outside(bundle, x_T):
+    lb = A.LocalBlend(bundle.tokenizer, SRC, TGT, words=["person", "cat", "robot"], threshold=0.3)
+    out = A.edit(bundle, A.Replace(bundle.tokenizer, SRC, TGT, local_blend=lb), x_T=x_T, num_inference_steps=6)
+    free = A.edit(bundle, A.Replace(bundle.tokenizer, SRC, TGT), x_T=x_T, num_inference_steps=6)
+    outside = 1 - lb.mask(32)
+    d_blend = ((out.target - out.source).abs() * outside).sum() / outside.sum()
+    d_free = ((free.target - free.source).abs() * outside).sum() / outside.sum()
+    assert d_blend < 0.5 * d_free
+
+
+def test_bad_input(bundle, x_T):
+    with pytest.raises(ValueError, match="Refine"):
+        A.Replace(bundle.tokenizer, ["a cat on a blue background"], ["a cat with glasses on a blue background"])
+    with pytest.raises(ValueError, match=r"'tiger'.*words are"):
+        A.Reweight(bundle.tokenizer, SRC[:1], SRC[:1], word="tiger", scale=2.0)
+    for bad in (-0.1, 1.5, "0.5", True):
+        with pytest.raises(ValueError, match="tau_u must be a number in \\[0, 1\\]"):
+            A.Replace(bundle.tokenizer, SRC, TGT, tau_u=bad)
+    with pytest.raises(ValueError, match="tau_c"):
+        A.Replace(bundle.tokenizer, SRC, TGT, tau_c=2)
+    with pytest.raises(ValueError, match="one target prompt per source"):
+        A.Replace(bundle.tokenizer, SRC, TGT[:1])
+    with pytest.raises(ValueError, match="unknown word"):
+        A.Replace(bundle.tokenizer, ["a tent in a forest"], ["a tiger in a forest"])
+    with pytest.raises(ValueError, match=r"x_T must be a \(2, 3, 32, 32\)"):
+        A.edit(bundle, A.Replace(bundle.tokenizer, SRC, TGT), x_T=x_T[:1])
+    with pytest.raises(ValueError, match="null_embeddings has 3 steps"):
+        A.edit(bundle, A.Replace(bundle.tokenizer, SRC, TGT), x_T=x_T, num_inference_steps=5,
+               null_embeddings=[torch.zeros(2, 24, 96)] * 3)
