@@ -47,6 +47,11 @@ class EditPair:
     word: str                      # the edited word of the source caption (its map is the edited region)
     attributes: object = None      # world.Attributes of the image
 
+    @property
+    def target_word(self) -> str:
+        """The word that replaces `word` in the target caption."""
+        return self.target.split()[self.source.split().index(self.word)]
+
 
 def _swap(words: list, old: str, new: str) -> list:
     return [new if w == old else w for w in words]
@@ -207,11 +212,13 @@ def ddim_word_swap(bundle, inv, prompts, guidance_scale: float = 5.0) -> torch.T
 
 
 def run_methods(bundle, pairs, methods: Sequence[str] = METHODS, guidance_scale: float = 5.0,
-                num_inference_steps: int = 20, tau_c: float = 0.6, tau_s: float = 0.4, tau_u: float = 0.5,
+                num_inference_steps: int = 20, tau_c: float = 0.6, tau_s: float = 0.8, tau_u: float = 0.5,
                 sdedit_strength: float = 0.6, null_inner_steps: int = 4, null_lr: float = 5e-2,
-                threshold: float = 0.5, seed: int = 0, extra: Optional[dict] = None) -> EditRun:
+                threshold: float = 0.5, local_blend: bool = True, seed: int = 0,
+                extra: Optional[dict] = None) -> EditRun:
     """Edit every pair with each method. The inversions are shared: one DDIM inversion (for the DDIM row and the
-    edited-word regions) and one null-text inversion (for P2P and P2Plus). `extra` maps more method names to
+    edited-word regions) and one null-text inversion (for P2P and P2Plus). With local_blend, P2P and P2Plus blend
+    with Prompt-to-Prompt's local blending on the edited word and its replacement. `extra` maps more method names to
     callables (bundle, pairs, null_text_inversion) -> edited images (e.g. StyleDiffusion)."""
     unknown = [m for m in methods if m not in METHODS and m not in (extra or {})]
     if unknown:
@@ -237,7 +244,10 @@ def run_methods(bundle, pairs, methods: Sequence[str] = METHODS, guidance_scale:
                                           inner_steps=null_inner_steps, lr=null_lr)
     for name, tu in (("p2p", 0.0), ("p2plus", tau_u)):
         if name in methods:
-            ctrl = attention.Replace(bundle.tokenizer, sources, targets, tau_c=tau_c, tau_s=tau_s, tau_u=tu)
+            blend = attention.LocalBlend(bundle.tokenizer, sources, targets, [[p.word, p.target_word] for p in pairs],
+                                         threshold=threshold) if local_blend else None
+            ctrl = attention.Replace(bundle.tokenizer, sources, targets, tau_c=tau_c, tau_s=tau_s, tau_u=tu,
+                                     local_blend=blend)
             out = attention.edit(bundle, ctrl, x_T=null.x_T, guidance_scale=guidance_scale,
                                  num_inference_steps=num_inference_steps, null_embeddings=null.null_embeddings)
             results[name] = MethodResult(name, out.target, out.source, seconds=null.seconds + out.seconds)
@@ -247,7 +257,7 @@ def run_methods(bundle, pairs, methods: Sequence[str] = METHODS, guidance_scale:
             results[name] = MethodResult(name, fn(bundle, pairs, null), seconds=time.perf_counter() - t0)
     settings = dict(guidance_scale=guidance_scale, num_inference_steps=num_inference_steps, tau_c=tau_c,
                     tau_s=tau_s, tau_u=tau_u, sdedit_strength=sdedit_strength, null_inner_steps=null_inner_steps,
-                    threshold=threshold)
+                    threshold=threshold, local_blend=local_blend)
     return EditRun(pairs, results, regions, settings)
 
 

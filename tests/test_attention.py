@@ -37,6 +37,18 @@ def test_identity_controller_matches_diffusers_and_restore_is_exact(bundle, x_T)
     assert all(bundle.unet.attn_processors[k] is v for k, v in processors.items())
 
 
+class _NoMaps(A.AttentionController):
+    def needs_maps(self, is_cross, place_in_unet):
+        return False
+
+
+def test_fused_path_when_no_maps_are_needed(bundle, x_T):
+    before = _unet_out(bundle, x_T)
+    with A.controlled(bundle.unet, _NoMaps()):
+        inside = _unet_out(bundle, x_T)
+    assert torch.allclose(inside, before, atol=1e-5)
+
+
 def test_restore_after_an_error(bundle, x_T):
     processors = dict(bundle.unet.attn_processors)
     with pytest.raises(RuntimeError):
