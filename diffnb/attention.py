@@ -452,17 +452,28 @@ def _check_x_T(bundle, x_T, P):
         raise ValueError(f"x_T must be a ({P}, {', '.join(map(str, shape))}) tensor, one per pair, got {got}")
 
 
+def _scheduler(bundle, inverted: bool):
+    """DDIM for sampling: the bundle's own (which clips P_t to [-1, 1] on pixel models, needed from pure noise),
+    or, from an inverted x_T, the unclipped one that retraces the inversion (inversion.inversion_schedulers)."""
+    from diffusers import DDIMScheduler
+
+    from .inversion import inversion_schedulers
+    if inverted:
+        return inversion_schedulers(bundle.scheduler)[0]
+    return DDIMScheduler.from_config(bundle.scheduler.config)
+
+
 @torch.no_grad()
 def edit(bundle, controller: EditController, x_T: Optional[torch.Tensor] = None, guidance_scale: float = 5.0,
          num_inference_steps: int = 25, generator: Optional[torch.Generator] = None,
-         null_embeddings: Optional[list] = None) -> EditResult:
+         null_embeddings: Optional[list] = None, inverted: Optional[bool] = None) -> EditResult:
     """Denoise every (source, target) pair of `controller` together from the same x_T with DDIM (eta 0),
     the controller installed on the UNet for the duration. For a real image pass its inversion: `x_T = inv.x_T`
     and `null_embeddings = inv.null_embeddings` (null-text inversion's per-step unconditional embeddings, shared
-    by source and target). Without x_T the noise is drawn from `generator` (CPU)."""
+    by source and target). Without x_T the noise is drawn from `generator` (CPU).
+    inverted: whether x_T comes from an inversion (then DDIM runs without clipping P_t, to retrace it); by default
+    True when null_embeddings are given."""
     from diffusers.utils.torch_utils import randn_tensor
-
-    from .inversion import inversion_schedulers
     t2i.check_guidance_scale(guidance_scale)
     if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= 1000:
         raise ValueError(f"num_inference_steps must be an integer in [1, 1000], got {num_inference_steps!r}")
@@ -477,7 +488,7 @@ def edit(bundle, controller: EditController, x_T: Optional[torch.Tensor] = None,
     prompts = [p for pair in zip(controller.source_prompts, controller.target_prompts) for p in pair]
     cond = t2i.encode_prompt(bundle, prompts)
     uncond = t2i.encode_prompt(bundle, [""] * len(prompts))
-    fwd, _ = inversion_schedulers(bundle.scheduler)
+    fwd = _scheduler(bundle, null_embeddings is not None if inverted is None else inverted)
     fwd.set_timesteps(num_inference_steps)
     x = x_T.to(dev).repeat_interleave(2, dim=0)
     controller.guided = guidance_scale != 1.0
@@ -503,8 +514,6 @@ def record(bundle, prompts, x_T: Optional[torch.Tensor] = None, guidance_scale: 
     """Generate images for `prompts` with an AttentionStore installed. Returns (images, store); the store's maps
     have the UNet batch [uncond; cond] along their first axis (use `cross_maps` for the conditional ones)."""
     from diffusers.utils.torch_utils import randn_tensor
-
-    from .inversion import inversion_schedulers
     t2i.check_guidance_scale(guidance_scale)
     prompts = toyclip._as_prompts(prompts)
     if x_T is None:
@@ -513,7 +522,7 @@ def record(bundle, prompts, x_T: Optional[torch.Tensor] = None, guidance_scale: 
     dev = next(bundle.unet.parameters()).device
     cond, uncond = t2i.encode_prompt(bundle, prompts), t2i.encode_prompt(bundle, [""] * len(prompts))
     store = AttentionStore(self_attention=self_attention)
-    fwd, _ = inversion_schedulers(bundle.scheduler)
+    fwd = _scheduler(bundle, inverted=False)
     fwd.set_timesteps(num_inference_steps)
     store.begin(num_inference_steps)
     x = x_T.to(dev)

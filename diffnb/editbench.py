@@ -182,7 +182,7 @@ def sdedit(bundle, images: torch.Tensor, prompts, strength: float = 0.5, guidanc
     from diffusers.utils.torch_utils import randn_tensor
     if not 0.0 < float(strength) <= 1.0:
         raise ValueError(f"strength must be in (0, 1], got {strength!r}")
-    fwd, _ = inversion.inversion_schedulers(bundle.scheduler)
+    fwd = attention._scheduler(bundle, inverted=False)     # generation: the bundle's own DDIM (clips P_t on pixels)
     fwd.set_timesteps(num_inference_steps)
     start = num_inference_steps - max(1, round(strength * num_inference_steps))
     timesteps = fwd.timesteps[start:]

@@ -76,13 +76,13 @@ def image_tokens(clip_bundle, images: torch.Tensor) -> torch.Tensor:
 
 class ValueController(attention.AttentionController):
     """Gives the conditional branch's cross-attention a learned value (or key) input while the step index is
-    below tau_v * T, and records that branch's cross-attention maps (with gradients) for L_att."""
+    below tau_v * T, and (record=True) records that branch's 16x16 cross-attention maps, with gradients, for L_att."""
 
-    def __init__(self, learn: str = "value", tau_v: float = 1.0):
+    def __init__(self, learn: str = "value", tau_v: float = 1.0, record: bool = True):
         if learn not in LEARN:
             raise ValueError(f"learn must be one of {LEARN}, got {learn!r}")
         attention.check_tau(tau_v=tau_v)
-        self.learn, self.tau_v = learn, float(tau_v)
+        self.learn, self.tau_v, self.record = learn, float(tau_v), bool(record)
         self.embedding: Optional[torch.Tensor] = None   # (B, L, D) for the current step
         self.caption: Optional[torch.Tensor] = None     # c, the caption's embedding
         self.guided = True
@@ -102,10 +102,10 @@ class ValueController(attention.AttentionController):
         return torch.cat([uncond, values.to(context.dtype)])
 
     def needs_maps(self, is_cross, place_in_unet):
-        return is_cross
+        return is_cross and self.record
 
     def __call__(self, probs, is_cross, place_in_unet, heads=1):
-        if is_cross and probs.shape[1] == 256:
+        if is_cross and self.record and probs.shape[1] == 256:
             b = self.embedding.shape[0] if self.embedding is not None else probs.shape[0] // heads
             cond = probs[probs.shape[0] - b * heads:]
             self.maps.append(cond.reshape(b, heads, *cond.shape[1:]).mean(1))
@@ -125,6 +125,7 @@ class StyleInversion:
     learn: str = "value"
     losses: list = field(default_factory=list)     # final (L_rec, L_att) of each step
     seconds: float = 0.0
+    target_maps: list = field(default_factory=list)  # â_t: DDIM inversion's 16x16 cross-attention, per step
 
     @property
     def num_inference_steps(self) -> int:
@@ -217,7 +218,7 @@ def invert(bundle, clip_bundle, images, prompts, num_inference_steps: int = 20, 
             losses.append((rec, att))
             ctrl.end_step()
     return StyleInversion(networks, tokens, cond, pivot.x_T, pivot.timesteps, float(guidance_scale), form, learn,
-                          losses, time.perf_counter() - start)
+                          losses, time.perf_counter() - start, [m.cpu() for m in target_maps])
 
 
 def _as_images(bundle, images) -> torch.Tensor:
@@ -225,10 +226,19 @@ def _as_images(bundle, images) -> torch.Tensor:
     return to_tensor(images, size=bundle.image_size)
 
 
+def attention_error(bundle, inv: StyleInversion) -> float:
+    """Mean squared difference between the reconstruction's 16x16 cross-attention maps (conditional branch,
+    averaged over layers) and the DDIM inversion's â_t, over all steps: what L_att keeps small."""
+    maps = []
+    reconstruct(bundle, inv, _maps=maps)
+    return float(torch.stack([F.mse_loss(m, a) for m, a in zip(maps, inv.target_maps)]).mean())
+
+
 @torch.no_grad()
-def reconstruct(bundle, inv: StyleInversion, tau_v: float = 1.0) -> torch.Tensor:
+def reconstruct(bundle, inv: StyleInversion, tau_v: float = 1.0, _maps: Optional[list] = None) -> torch.Tensor:
     """Guided DDIM from inv.x_T with the learned inputs for the first tau_v of the steps (the caption's after)."""
-    ctrl = ValueController(inv.learn, tau_v)
+    attention.check_tau(tau_v=tau_v)
+    ctrl = ValueController(inv.learn, tau_v, record=_maps is not None)
     ctrl.guided, ctrl.caption = inv.guidance_scale != 1.0, inv.cond.to(next(bundle.unet.parameters()).device)
     fwd, _ = inversion.inversion_schedulers(bundle.scheduler)
     fwd.set_timesteps(inv.num_inference_steps)
@@ -242,6 +252,8 @@ def reconstruct(bundle, inv: StyleInversion, tau_v: float = 1.0) -> torch.Tensor
             if not ctrl.active(tau_v):
                 e = inv.cond
             x = fwd.step(_guided(bundle, x, t, inv.cond, uncond, inv.guidance_scale, ctrl, e), t, x).prev_sample
+            if _maps is not None:
+                _maps.append(torch.stack(ctrl.maps).mean(0).cpu())
             ctrl.end_step()
     return t2i.decode(bundle, x).cpu()
 
@@ -250,7 +262,7 @@ class StyleEdit(attention.Replace):
     """StyleDiffusion editing (§3.3, Fig. 6 III) with P2Plus: the source branch takes the learned value input c̃_t
     at every step (it reconstructs the image); the target branch takes c̃_t from T down to τ_v and the target
     caption's embedding after; the attention maps are injected as `attention.Replace` does (τ_c, τ_s, τ_u).
-    Run it with `attention.edit(bundle, StyleEdit(...), x_T=inv.x_T)`."""
+    Run it with `attention.edit(bundle, StyleEdit(...), x_T=inv.x_T, inverted=True)`."""
 
     def __init__(self, tokenizer, inv: StyleInversion, source_prompts, target_prompts, tau_v: float = 0.6, **kwargs):
         super().__init__(tokenizer, source_prompts, target_prompts, **kwargs)

@@ -55,12 +55,12 @@ def test_edit_source_branch_reconstructs_and_ablations_run(bundles):
     targets = [c.replace(a.background, "white" if a.background != "white" else "blue")
                for c, a in zip(batch.captions, batch.attributes)]
     out = attention.edit(t2i_bundle, S.StyleEdit(t2i_bundle.tokenizer, inv, batch.captions, targets, tau_v=0.5,
-                                                 tau_u=0.5), x_T=inv.x_T, num_inference_steps=6)
+                                                 tau_u=0.5), x_T=inv.x_T, num_inference_steps=6, inverted=True)
     assert torch.allclose(out.source, S.reconstruct(t2i_bundle, inv), atol=1e-3)
     assert (out.target - out.source).abs().mean() > 0.01
     with pytest.raises(ValueError, match="trained for 6 steps"):
         attention.edit(t2i_bundle, S.StyleEdit(t2i_bundle.tokenizer, inv, batch.captions, targets), x_T=inv.x_T,
-                       num_inference_steps=5)
+                       num_inference_steps=5, inverted=True)
     for kwargs in ({"form": "film"}, {"form": "direct"}, {"learn": "key"}, {"learn": "both"}, {"lambda_att": 0.0}):
         ab = S.invert(t2i_bundle, clip, batch.images, batch.captions, num_inference_steps=3, iterations=2, **kwargs)
         assert S.reconstruct(t2i_bundle, ab).shape == batch.images.shape, kwargs

@@ -188,7 +188,7 @@ Fig. 8 sweeps τ_u: 0 is P2P; the larger τ_u, the longer the unconditional bran
 and the more freedom the target's shape gets.
 """),
 code(r"""
-TAU_US = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+TAU_US = (0.0, 0.25, 0.5, 0.75, 1.0)
 sweep = [attention.edit(bundle, attention.Replace(tok, src[::2], tgt[::2], tau_c=TAU_C, tau_s=TAU_S, tau_u=tu),
                         x_T=x_T[::2], guidance_scale=GUIDANCE, num_inference_steps=STEPS) for tu in TAU_US]
 show.grid(torch.stack([s.target for s in sweep], 1).reshape(-1, 3, 32, 32), nrow=len(TAU_US),

@@ -187,7 +187,7 @@ toy-attr's logits are large (±10 on clear images), so the squared term is weigh
 its gradient swamps the glasses term and both regularisers make things worse (try it).
 """),
 code(r"""
-N_REG = 12
+N_REG = 8
 base16 = draw(n=N_REG).images
 glasses = guidance.AttributeLogit(attr, "glasses", True)
 eyes_open = guidance.AttributeLogit(attr, "eyes_open")
@@ -226,7 +226,7 @@ between the edits and the originals (toy-LPIPS in toy mode), and the share of im
 One batched call per range: $\lambda$ may be given per image.
 """),
 code(r"""
-LAMS, RANGES, N_GRID = (0.1, 0.5, 2.0, 8.0), ((12, STEPS), (20, STEPS)), 3
+LAMS, RANGES, N_GRID = (0.1, 0.5, 2.0, 8.0), ((12, STEPS), (20, STEPS)), 2
 grid_base = draw(n=N_GRID, seed=SEED + 100).images
 cells = {}
 for t1, t2 in RANGES:
@@ -257,7 +257,7 @@ The thesis finds successful edits near LPIPS 0.4 (AlexNet LPIPS at 256², not co
 at 32²) and noisy images above it, with larger $\lambda$ moving further from the original. Here too the distance
 grows along each row, and once every image wears glasses a larger $\lambda$ only adds damage. The range matters
 much less than in the thesis: $\bar\alpha_t^2$ already gives the first half of a 25-step run almost no weight,
-so starting at 0 instead of 12 changes little (Exercise 5); with three images per cell, differences of a few
+so starting at 0 instead of 12 changes little (Exercise 5); with two images per cell, differences of a few
 hundredths are noise.
 
 ## 8. Attribute consistency (§4.4, Tables 1-2)
