@@ -261,7 +261,8 @@ world agrees with the paper on the first point and disagrees on the second:
   caption follows the text but changes everything; null-text + P2P with local blending keeps the image outside
   the edited region (on colour swaps its NS-LPIPS is about half of DDIM's).
 * **P2Plus: the paper's direction on generated images, not on inverted ones.** On the generated subject swaps
-  of §3 the mean CLIP score rises with τ_u, the direction of the paper's Figs. 5 and 8. On inverted `photo`
+  of §3 the mean CLIP score is higher with any τ_u > 0 than with P2P (τ_u = 0), the direction of the paper's
+  Figs. 5 and 8. On inverted `photo`
   pairs with local blending it does not: over 30 pairs (`tests/test_p2plus_bars.py`) P2Plus's CLIP score beats
   P2P's on only 4 of the 10 subject swaps, where the paper's claim asks for 7. Our reading (a hypothesis, not a
   measurement): the blend confines both methods to the same region, and null-text's per-step ∅_t were optimised
