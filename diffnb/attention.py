@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from . import t2i, toyclip
 
 __all__ = ["ControlledAttnProcessor", "AttentionController", "AttentionStore", "Replace", "Refine", "Reweight",
-           "LocalBlend", "install", "controlled", "edit", "EditResult", "token_index", "check_tau"]
+           "LocalBlend", "binarise", "install", "controlled", "edit", "EditResult", "token_index", "check_tau"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -237,11 +237,19 @@ def _tokens(tokenizer, prompt: str) -> list:
     return tokenizer.convert_ids_to_tokens(tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
 
+def binarise(maps: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """(B, 1, H, W) attention maps -> {0, 1} regions: min-max normalised per image, then > threshold.
+    (Prompt-to-Prompt normalises by the maximum alone; toy-t2i's maps are flat, 0.03-0.05 of the attention
+    everywhere, so the minimum has to go first.)"""
+    lo = maps.flatten(1).amin(1).view(-1, 1, 1, 1)
+    hi = maps.flatten(1).amax(1).view(-1, 1, 1, 1)
+    return ((maps - lo) / (hi - lo).clamp_min(1e-8) > threshold).to(maps.dtype)
+
+
 class LocalBlend:
     """Prompt-to-Prompt's local blending: after each step, keep the source's latent outside the region where the
     given words attend (their cross-attention maps at 16x16, averaged over layers and the steps so far, max-pooled,
-    min-max normalised - toy-t2i's maps are flat, so Prompt-to-Prompt's division by the maximum alone keeps
-    everything - and thresholded), so the edit cannot leak outside it: x_tgt <- x_src + m * (x_tgt - x_src)."""
+    `binarise`d), so the edit cannot leak outside it: x_tgt <- x_src + m * (x_tgt - x_src)."""
 
     def __init__(self, tokenizer, source_prompts, target_prompts, words, threshold: float = 0.5,
                  res: int = 16, start_step: int = 0):
@@ -278,9 +286,7 @@ class LocalBlend:
     def mask(self, size: int) -> torch.Tensor:
         m = (self.sum / self.count).reshape(-1, 1, self.res, self.res)
         m = F.max_pool2d(m, 3, stride=1, padding=1)
-        m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
-        lo, hi = m.flatten(1).amin(1).view(-1, 1, 1, 1), m.flatten(1).amax(1).view(-1, 1, 1, 1)
-        return ((m - lo) / (hi - lo).clamp_min(1e-8) > self.threshold).to(m.dtype)
+        return binarise(F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False), self.threshold)
 
     def __call__(self, x_t: torch.Tensor, step: int) -> torch.Tensor:
         if self.sum is None or step < self.start_step:

@@ -214,6 +214,16 @@ def inversion_seconds(method: str, n: int = 4, num_inference_steps: int = 50) ->
     return (time.perf_counter() - start) / n
 
 
+def _best(repeats: int, fn: Callable[[], object]) -> float:
+    """The shortest wall time of `repeats` calls of fn."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def attention_control_timing(pairs: int = 8, num_inference_steps: int = 20, repeats: int = 3) -> tuple:
     """Notebook 06's P2Plus edit (`attention.edit`: 2 x pairs images, guided, every map injected as the windows
     say) against plain guided sampling of the same 2 x pairs images with diffusers' default processors:
@@ -224,17 +234,9 @@ def attention_control_timing(pairs: int = 8, num_inference_steps: int = 20, repe
     src = ["a smiling person with black hair on a blue background"] * pairs
     tgt = ["a smiling cat with black fur on a blue background"] * pairs
     x_T = torch.randn(pairs, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-
-    def best(fn):
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
-    plain = best(lambda: t2i.sample(b, [p for pair in zip(src, tgt) for p in pair], guidance_scale=5.0,
+    plain = _best(repeats, lambda: t2i.sample(b, [p for pair in zip(src, tgt) for p in pair], guidance_scale=5.0,
                                     num_inference_steps=num_inference_steps, x_T=x_T.repeat_interleave(2, 0)))
-    edit = best(lambda: attention.edit(b, attention.Replace(b.tokenizer, src, tgt, tau_c=0.6, tau_s=0.4, tau_u=0.5),
+    edit = _best(repeats, lambda: attention.edit(b, attention.Replace(b.tokenizer, src, tgt, tau_c=0.6, tau_s=0.8, tau_u=0.5),
                                        x_T=x_T, guidance_scale=5.0, num_inference_steps=num_inference_steps))
     return edit / plain, edit
 
@@ -249,16 +251,9 @@ def stylediffusion_step_ratio(n: int = 4, num_inference_steps: int = 20, repeats
     batch = world.sample(n, seed=91_000, domain="photo")
     style = stylediffusion.invert(b, clip, batch.images, batch.captions, num_inference_steps, 5.0, iterations=1)
     null = inversion.null_text_invert(b, batch.images, batch.captions, num_inference_steps, 5.0, inner_steps=1)
-
-    def best(fn):
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
     with torch.no_grad():
-        return best(lambda: stylediffusion.reconstruct(b, style)) / best(lambda: inversion.text_reconstruct(b, null))
+        return (_best(repeats, lambda: stylediffusion.reconstruct(b, style))
+                / _best(repeats, lambda: inversion.text_reconstruct(b, null)))
 
 
 if __name__ == "__main__":

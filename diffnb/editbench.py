@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from . import attention, inversion, t2i, toyclip, world
 
 KINDS = ("colour", "attribute", "subject")
+binarise = attention.binarise   # the edited-word region and local blending share one thresholding
 METHODS = ("ddim", "sdedit", "p2p", "p2plus")
 METHOD_NAMES = {"ddim": "DDIM inversion + word swap", "sdedit": "SDEdit", "p2p": "Null-text + P2P",
                 "p2plus": "Null-text + P2Plus", "stylediffusion": "StyleDiffusion + P2Plus"}
@@ -164,14 +165,6 @@ def word_regions(bundle, pairs, num_inference_steps: int, threshold: float = 0.5
     region = F.interpolate(region, size=(bundle.image_size, bundle.image_size), mode="bilinear", align_corners=False)
     return inv, binarise(region, threshold)
 
-
-def binarise(maps: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """(B, 1, H, W) attention maps -> {0, 1} regions: min-max normalised per image, then > threshold.
-    (Prompt-to-Prompt normalises by the maximum alone; toy-t2i's maps are flat, 0.03-0.05 of the attention
-    everywhere, so the minimum has to go first.)"""
-    lo = maps.flatten(1).amin(1).view(-1, 1, 1, 1)
-    hi = maps.flatten(1).amax(1).view(-1, 1, 1, 1)
-    return ((maps - lo) / (hi - lo).clamp_min(1e-8) > threshold).to(maps.dtype)
 
 
 @torch.no_grad()
