@@ -40,7 +40,7 @@ lab: $(STAMP)
 # nbval is skipped while notebooks/ holds no .ipynb; pytest's exit code 5 ("no tests collected")
 # is not a failure either.
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests --durations=12
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 	  set -x; HF_HUB_OFFLINE=1 $(BIN)/python -m pytest notebooks/ $(NBVAL_OPTS) || test $$? -eq 5; \
 	else \

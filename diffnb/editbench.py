@@ -58,18 +58,26 @@ def _swap(words: list, old: str, new: str) -> list:
     return [new if w == old else w for w in words]
 
 
-def edit_pairs(n_per_kind: int = 10, seed: int = 0, domain: str = "photo") -> list:
+def edit_pairs(n_per_kind: int = 10, seed: int = 0, domain: str = "photo", partial: bool = False) -> list:
     """n_per_kind pairs of each kind, from fresh world images (deterministic from seed):
     colour swaps (hair or background colour), attribute swaps (smiling <-> serious, open <-> closed eyes),
-    subject swaps (person / cat / robot, with the subject's own words for hair and skin)."""
+    subject swaps (person / cat / robot, with the subject's own words for hair and skin).
+    partial: the captions name only the subject and the edited attribute ("a cat on a blue background" ->
+    "a cat on a red background"), the captions that miss most of the image of StyleDiffusion's Fig. 3."""
     if isinstance(n_per_kind, bool) or not isinstance(n_per_kind, int) or n_per_kind < 1:
         raise ValueError(f"n_per_kind must be a positive integer, got {n_per_kind!r}")
+    if not isinstance(partial, bool):
+        raise ValueError(f"partial must be True or False, got {partial!r}")
+    droppable = [n for n in world.ATTRIBUTE_NAMES if n != "subject"]
     batch = world.sample(3 * n_per_kind, seed=seed, domain=domain)
     rng = np.random.default_rng(seed)
     pairs = []
     for k, (img, a) in enumerate(zip(batch.images, batch.attributes)):
         kind = KINDS[k // n_per_kind]
-        src = world.caption(a)
+        edited = {"colour": "hair" if k % 2 == 0 else "background",
+                  "attribute": "smiling" if k % 2 == 0 else "eyes_open", "subject": None}[kind]
+        drop = [n for n in droppable if n != edited] if partial else []
+        src = world.caption(a, drop=drop)
         w = src.split()
         if kind == "colour":
             if k % 2 == 0:
@@ -89,7 +97,7 @@ def edit_pairs(n_per_kind: int = 10, seed: int = 0, domain: str = "photo") -> li
             old = a.subject
             new = str(rng.choice([s for s in world.SUBJECTS if s != old]))
             b = world.Attributes(**{**a.__dict__, "subject": new})
-            tgt = world.caption(b)
+            tgt = world.caption(b, drop=drop)
         pairs.append(EditPair(kind, img, src, tgt, old, a))
     return pairs
 

@@ -260,3 +260,34 @@ def negative_prompt_invert(bundle, images, prompts, num_inference_steps: int = 5
     pivot.null_embeddings = [pivot.cond] * num_inference_steps
     pivot.seconds = time.perf_counter() - start
     return pivot
+
+
+def save(inv: InversionResult, path) -> None:
+    """Write a text inversion (x_T, the caption's embedding, the per-step unconditional embeddings) to safetensors;
+    the trajectory itself is not kept."""
+    import json
+
+    from safetensors.torch import save_file
+    tensors = {"x_T": inv.x_T}
+    if inv.cond is not None:
+        tensors["cond"] = inv.cond
+    tensors.update({f"null.{i}": n for i, n in enumerate(inv.null_embeddings)})
+    meta = {"method": inv.method, "timesteps": [int(t) for t in inv.timesteps], "guidance_scale": inv.guidance_scale,
+            "losses": [float(v) for v in inv.losses], "seconds": inv.seconds, "eta": inv.eta}
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path),
+              metadata={"inversion": json.dumps(meta)})
+
+
+def load(path) -> InversionResult:
+    """Read what `save` wrote (safetensors: nothing is unpickled)."""
+    import json
+
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["inversion"])
+        t = {k: f.get_tensor(k) for k in f.keys()}
+    n = len(meta["timesteps"])
+    return InversionResult(meta["method"], t["x_T"], [], meta["timesteps"], eta=meta["eta"],
+                           null_embeddings=[t[f"null.{i}"] for i in range(n) if f"null.{i}" in t],
+                           cond=t.get("cond"), guidance_scale=meta["guidance_scale"], losses=meta["losses"],
+                           seconds=meta["seconds"])

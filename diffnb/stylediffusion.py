@@ -38,26 +38,39 @@ LEARN = ("value", "key", "both")
 class MappingNetwork(nn.Module):
     """Table 1: token-axis 1x1 convolutions from the image encoder's n_in tokens to the text length L
     (Conv0 n_in -> L, Conv1 L -> L, BatchNorm, LeakyReLU, Conv2 L -> L); channels (the embedding width) are kept.
-    Weights start from N(0, 0.01), as the paper says."""
+    Weights start from N(0, 0.01), as the paper says.
 
-    def __init__(self, n_in: int, length: int, form: str = "value"):
+    The paper trains one M_t per image. `copies` holds that many independent networks, one per image of a batch,
+    so a batch of B images is B separate inversions run together (a 1x1 convolution over tokens is a matrix
+    product, batched here with einsum). The paper's BatchNorm sees one image, so it normalises each token channel
+    over that image's embedding width, with that image's statistics, in training and in use alike; here it is
+    computed so (per image, `F.instance_norm`) with per-copy scale and shift."""
+
+    def __init__(self, n_in: int, length: int, form: str = "value", copies: int = 1):
         super().__init__()
         if form not in FORMS[:2]:
             raise ValueError(f"form must be one of {FORMS[:2]}, got {form!r}")
-        self.form, self.length = form, length
+        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+            raise ValueError(f"copies must be a positive integer, got {copies!r}")
+        self.form, self.length, self.copies = form, length, copies
         n_out = length * (2 if form == "film" else 1)
-        self.conv0 = nn.Conv1d(n_in, n_out, 1)
-        self.conv1 = nn.Conv1d(n_out, n_out, 1)
-        self.bn1 = nn.BatchNorm1d(n_out)
-        self.act1 = nn.LeakyReLU(0.2)
-        self.conv2 = nn.Conv1d(n_out, n_out, 1)
-        for conv in (self.conv0, self.conv1, self.conv2):
-            nn.init.normal_(conv.weight, 0.0, 0.01)
-            nn.init.zeros_(conv.bias)
+        self.w0 = nn.Parameter(torch.randn(copies, n_out, n_in) * 0.01)       # Conv0
+        self.w1 = nn.Parameter(torch.randn(copies, n_out, n_out) * 0.01)      # Conv1
+        self.w2 = nn.Parameter(torch.randn(copies, n_out, n_out) * 0.01)      # Conv2
+        self.b0, self.b1, self.b2 = (nn.Parameter(torch.zeros(copies, n_out, 1)) for _ in range(3))
+        self.bn_weight = nn.Parameter(torch.ones(copies, n_out, 1))           # BatchNorm's affine part
+        self.bn_bias = nn.Parameter(torch.zeros(copies, n_out, 1))
 
     def forward(self, tokens: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """tokens (B, n_in, D) from the image encoder, context (B, L, D) the caption's embedding -> (B, L, D)."""
-        h = self.conv2(self.act1(self.bn1(self.conv1(self.conv0(tokens)))))
+        """tokens (B, n_in, D) from the image encoder, context (B, L, D) the caption's embedding -> (B, L, D);
+        B must equal `copies`."""
+        if tokens.shape[0] != self.copies:
+            raise ValueError(f"this mapping network holds {self.copies} per-image copies but got {tokens.shape[0]} images")
+        h = torch.einsum("boi,bid->bod", self.w0, tokens) + self.b0
+        h = torch.einsum("boi,bid->bod", self.w1, h) + self.b1
+        h = (h - h.mean(-1, keepdim=True)) / torch.sqrt(h.var(-1, unbiased=False, keepdim=True) + 1e-5)
+        h = F.leaky_relu(h * self.bn_weight + self.bn_bias, 0.2)
+        h = torch.einsum("boi,bid->bod", self.w2, h) + self.b2
         if self.form == "film":
             scale, shift = h[:, :self.length], h[:, self.length:]
             return context * scale + shift
@@ -154,17 +167,25 @@ def _guided(bundle, x, t, cond, uncond, w, ctrl, embedding):
 
 
 def invert(bundle, clip_bundle, images, prompts, num_inference_steps: int = 20, guidance_scale: float = 5.0,
-           form: str = "value", learn: str = "value", lambda_att: float = 1.0, iterations: float = 10.0,
+           form: str = "film", learn: str = "value", lambda_att: float = 1.0, iterations: float = 100.0,
            lr: float = 1e-2, early_stop: float = 1e-5) -> StyleInversion:
     """Alg. 1. DDIM-invert the images under their captions (guidance 1), recording the conditional cross-attention
     maps â_t; then walk back from ẑ_T, training M_t at each step (starting from the previous step's weights) with
     Adam (β1, β2) = (0, 0.999) and learning rate lr (1 - i/100) for inner_iterations(i) iterations on
-    L_rec + lambda_att L_att, stopping early once L_rec < early_stop + i * 2 early_stop."""
+    L_rec + lambda_att L_att, each image stopping early once its L_rec < early_stop + i * 2 early_stop.
+    Every image has its own M_t (MappingNetwork copies), so a batch is that many separate inversions run together.
+    iterations=100 is the official schedule (100 iterations at the first step, 10 by the 23rd)."""
     import copy
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     if learn not in LEARN:
         raise ValueError(f"learn must be one of {LEARN}, got {learn!r}")
+    for name, value, lo in (("iterations", iterations, 1.0), ("lr", lr, 0.0), ("lambda_att", lambda_att, 0.0),
+                            ("early_stop", early_stop, 0.0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= lo or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number >= {lo:g}{' (> 0)' if name == 'lr' else ''}, got {value!r}")
+    if lr == 0:
+        raise ValueError("lr must be > 0, got 0")
     t2i.check_guidance_scale(guidance_scale)
     start = time.perf_counter()
     store = attention.AttentionStore()
@@ -184,15 +205,21 @@ def invert(bundle, clip_bundle, images, prompts, num_inference_steps: int = 20, 
     fwd, _ = inversion.inversion_schedulers(bundle.scheduler)
     fwd.set_timesteps(num_inference_steps)
     targets = list(reversed(pivot.latents[:-1]))
-    net = (DirectEmbedding(cond) if form == "direct" else MappingNetwork(tokens.shape[1], cond.shape[1], form)).to(dev)
+    net = (DirectEmbedding(cond) if form == "direct" else
+           MappingNetwork(tokens.shape[1], cond.shape[1], form, copies=len(tokens))).to(dev)
     ctrl = ValueController(learn)
-    ctrl.guided, ctrl.caption = guidance_scale != 1.0, cond
+    ctrl.caption = cond
     networks, losses = [], []
     x = pivot.x_T.to(dev)
     with attention.controlled(bundle.unet, ctrl):
         ctrl.begin(num_inference_steps)
         for i, (t, target) in enumerate(zip(fwd.timesteps, targets)):
             target, a_hat = target.to(dev), target_maps[i].to(dev)
+            # the unconditional branch does not depend on M_t: one UNet call per step, outside the inner loop
+            ctrl.embedding, ctrl.record = None, False
+            with torch.no_grad():
+                eps_uncond = bundle.unet(x, t, encoder_hidden_states=uncond).sample
+            ctrl.record, ctrl.guided = True, False                   # the inner loop runs the conditional branch only
             net = copy.deepcopy(net).train()
             opt = torch.optim.Adam(net.parameters(), lr=lr * (1 - i / 100), betas=(0.0, 0.999))
             rec = att = float("nan")
@@ -200,19 +227,26 @@ def invert(bundle, clip_bundle, images, prompts, num_inference_steps: int = 20, 
                 ctrl.maps = []
                 with torch.enable_grad():
                     e = net(tokens, cond)
-                    eps_ = _guided(bundle, x, t, cond, uncond, guidance_scale, ctrl, e)
-                    l_rec = F.mse_loss(fwd.step(eps_, t, x).prev_sample, target)
-                    l_att = F.mse_loss(torch.stack(ctrl.maps).mean(0), a_hat) if ctrl.maps else torch.zeros((), device=dev)
-                    loss = l_rec + lambda_att * l_att
-                rec, att = l_rec.item(), l_att.item()
-                if rec < early_stop + i * 2 * early_stop:
+                    ctrl.embedding = e
+                    key = e if learn in ("key", "both") else cond
+                    eps_cond = bundle.unet(x, t, encoder_hidden_states=key).sample
+                    eps_ = sampling.classifier_free_guidance(eps_uncond, eps_cond, guidance_scale)
+                    l_rec = (fwd.step(eps_, t, x).prev_sample - target).pow(2).flatten(1).mean(1)      # per image
+                    l_att = ((torch.stack(ctrl.maps).mean(0) - a_hat).pow(2).flatten(1).mean(1) if ctrl.maps
+                             else torch.zeros(len(x), device=dev))
+                    # each image stops on its own once its L_rec is small enough; with beta1 = 0 a zero gradient
+                    # is a zero Adam step, so a stopped image's network stays as it is
+                    going = (l_rec >= early_stop + i * 2 * early_stop).float()
+                    loss = ((l_rec + lambda_att * l_att) * going).sum()
+                rec, att = l_rec.mean().item(), l_att.mean().item()
+                if not going.any():
                     break
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
             net.eval()
             with torch.no_grad():
-                ctrl.maps = []
+                ctrl.maps, ctrl.guided = [], guidance_scale != 1.0
                 x = fwd.step(_guided(bundle, x, t, cond, uncond, guidance_scale, ctrl, net(tokens, cond)), t, x).prev_sample
             networks.append(net)
             losses.append((rec, att))
@@ -291,6 +325,55 @@ class StyleEdit(attention.Replace):
         return c.reshape(context.shape)
 
 
+def p2plus_edit(bundle, inv: StyleInversion, pairs, tau_v: float = 0.6, tau_c: float = 0.6, tau_s: float = 0.8,
+                tau_u: float = 0.5, local_blend: bool = True, threshold: float = 0.5):
+    """StyleDiffusion + P2Plus on editbench pairs whose images `inv` inverted (same order, source captions):
+    `StyleEdit` with Prompt-to-Prompt's local blending on the edited word and its replacement. Returns the
+    attention.EditResult (source = reconstruction, target = edit)."""
+    sources, targets = [p.source for p in pairs], [p.target for p in pairs]
+    blend = attention.LocalBlend(bundle.tokenizer, sources, targets, [[p.word, p.target_word] for p in pairs],
+                                 threshold=threshold) if local_blend else None
+    ctrl = StyleEdit(bundle.tokenizer, inv, sources, targets, tau_v=tau_v, tau_c=tau_c, tau_s=tau_s, tau_u=tau_u,
+                     local_blend=blend)
+    return attention.edit(bundle, ctrl, x_T=inv.x_T, guidance_scale=inv.guidance_scale,
+                          num_inference_steps=inv.num_inference_steps, inverted=True)
+
+
+@torch.no_grad()
+def sdedit(bundle, inv: StyleInversion, target_prompts, strength: float = 0.6) -> torch.Tensor:
+    """StyleDiffusion + SDEdit (Fig. 18): retrace the inversion with the learned inputs from T down to the step
+    where SDEdit at `strength` starts (t = strength T), so the edit starts from the image's own noisy latent rather
+    than a random draw of q(x_t | x_0); then finish with the target caption (plain guided DDIM, keys and values from
+    the target caption)."""
+    from .toyclip import _as_prompts
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be a number in (0, 1], got {strength!r}")
+    target_prompts = _as_prompts(target_prompts)
+    if len(target_prompts) != inv.cond.shape[0]:
+        raise ValueError(f"the inversion holds {inv.cond.shape[0]} images but {len(target_prompts)} target prompts were given")
+    n = inv.num_inference_steps
+    switch = n - max(1, round(strength * n))          # SDEdit's first step (as editbench.sdedit)
+    dev = next(bundle.unet.parameters()).device
+    target = t2i.encode_prompt(bundle, target_prompts)
+    uncond = t2i.encode_prompt(bundle, [""] * len(target_prompts))
+    ctrl = ValueController(inv.learn, record=False)
+    ctrl.guided, ctrl.caption = inv.guidance_scale != 1.0, inv.cond.to(dev)
+    fwd, _ = inversion.inversion_schedulers(bundle.scheduler)
+    fwd.set_timesteps(n)
+    x = inv.x_T.to(dev)
+    ctrl.begin(n)
+    with attention.controlled(bundle.unet, ctrl):
+        for i, (t, e) in enumerate(zip(fwd.timesteps, inv.embeddings())):
+            if i < switch:
+                eps = _guided(bundle, x, t, ctrl.caption, uncond, inv.guidance_scale, ctrl, e.to(dev))
+            else:
+                ctrl.embedding = None
+                eps = t2i.guided_eps(bundle.unet, x, t, target, uncond, inv.guidance_scale)
+            x = fwd.step(eps, t, x).prev_sample
+            ctrl.end_step()
+    return t2i.decode(bundle, x).cpu()
+
+
 class DirectEmbedding(nn.Module):
     """The ablation "without M_t": optimise the value input itself, one (B, L, D) tensor per step, starting from
     the caption's embedding."""
@@ -301,3 +384,174 @@ class DirectEmbedding(nn.Module):
 
     def forward(self, tokens, context):
         return self.embedding
+
+
+@torch.no_grad()
+def swap_key_value(bundle, key_prompts, value_prompts, x_T: Optional[torch.Tensor] = None,
+                   guidance_scale: float = 5.0, num_inference_steps: int = 20,
+                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Fig. 4: sample with every cross-attention layer's *key* input from `key_prompts` and its *value* input
+    from `value_prompts` (the unconditional branch untouched). Equal prompts give plain guided sampling."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    from .toyclip import _as_prompts
+    t2i.check_guidance_scale(guidance_scale)
+    key_prompts, value_prompts = _as_prompts(key_prompts), _as_prompts(value_prompts)
+    if len(key_prompts) != len(value_prompts):
+        raise ValueError(f"give one value prompt per key prompt; got {len(key_prompts)} key prompts and "
+                         f"{len(value_prompts)} value prompts")
+    if x_T is None:
+        x_T = randn_tensor((len(key_prompts), *t2i.latent_shape(bundle)), generator=generator, device=torch.device("cpu"))
+    attention._check_x_T(bundle, x_T, len(key_prompts))
+    dev = next(bundle.unet.parameters()).device
+    keys, values = t2i.encode_prompt(bundle, key_prompts), t2i.encode_prompt(bundle, value_prompts)
+    uncond = t2i.encode_prompt(bundle, [""] * len(key_prompts))
+    ctrl = ValueController("value", record=False)
+    ctrl.guided, ctrl.caption, ctrl.embedding = guidance_scale != 1.0, keys, values
+    fwd = attention._scheduler(bundle, inverted=False)
+    fwd.set_timesteps(num_inference_steps)
+    ctrl.begin(num_inference_steps)
+    x = x_T.to(dev)
+    with attention.controlled(bundle.unet, ctrl):
+        for t in fwd.timesteps:
+            x = fwd.step(t2i.guided_eps(bundle.unet, x, t, keys, uncond, guidance_scale), t, x).prev_sample
+            ctrl.end_step()
+    return t2i.decode(bundle, x).cpu()
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving and loading an inversion (safetensors only; the shipped full run is checked against the manifest)
+# ----------------------------------------------------------------------------------------------
+def save(inv: StyleInversion, path) -> None:
+    """Write an inversion (every step's network, E(x), c, x_T and the inversion's maps) to one safetensors file."""
+    import json
+
+    from safetensors.torch import save_file
+    tensors = {"tokens": inv.tokens, "cond": inv.cond, "x_T": inv.x_T}
+    for i, net in enumerate(inv.networks):
+        tensors.update({f"net.{i}.{k}": v for k, v in net.state_dict().items()})
+    tensors.update({f"att.{i}": m for i, m in enumerate(inv.target_maps)})
+    meta = {"timesteps": [int(t) for t in inv.timesteps], "guidance_scale": inv.guidance_scale, "form": inv.form,
+            "learn": inv.learn, "losses": inv.losses, "seconds": inv.seconds}
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path),
+              metadata={"stylediffusion": json.dumps(meta)})
+
+
+def load(path) -> StyleInversion:
+    """Read what `save` wrote (safetensors: nothing is unpickled)."""
+    import json
+
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["stylediffusion"])
+        t = {k: f.get_tensor(k) for k in f.keys()}
+    tokens, cond = t["tokens"], t["cond"]
+    n = len(meta["timesteps"])
+    networks = []
+    for i in range(n):
+        state = {k.split(".", 2)[2]: v for k, v in t.items() if k.startswith(f"net.{i}.")}
+        net = (DirectEmbedding(cond) if meta["form"] == "direct" else
+               MappingNetwork(tokens.shape[1], cond.shape[1], meta["form"], copies=len(tokens)))
+        net.load_state_dict(state)
+        networks.append(net.eval())
+    return StyleInversion(networks, tokens, cond, t["x_T"], meta["timesteps"], meta["guidance_scale"], meta["form"],
+                          meta["learn"], [tuple(x) for x in meta["losses"]], meta["seconds"],
+                          [t[f"att.{i}"] for i in range(n)])
+
+
+def load_shipped(variant: str, root=None) -> StyleInversion:
+    """The full run shipped in data/models/stylediffusion-photo/<variant>.safetensors, checked against the manifest
+    (`python -m diffnb.stylediffusion` recomputes it)."""
+    from . import zoo
+    folder = zoo.verify("stylediffusion-photo", root)
+    names = sorted(p.stem for p in folder.glob("*.safetensors"))
+    if variant not in names:
+        raise ValueError(f"no shipped inversion {variant!r}; shipped: {', '.join(names)}")
+    return load(folder / f"{variant}.safetensors")
+
+
+def load_shipped_null_text(variant: str = "null-text", root=None):
+    """A null-text inversion of the same full run (inversion.InversionResult), checked against the manifest."""
+    from . import zoo
+    folder = zoo.verify("stylediffusion-photo", root)
+    names = sorted(p.stem for p in folder.glob("*null-text*.safetensors"))
+    if variant not in names:
+        raise ValueError(f"no shipped null-text inversion {variant!r}; shipped: {', '.join(names)}")
+    return inversion.load(folder / f"{variant}.safetensors")
+
+
+def subset(inv: StyleInversion, index) -> StyleInversion:
+    """The inversion of some of its images (every image has its own networks, so this is exact)."""
+    idx = list(index)
+    nets = []
+    for net in inv.networks:
+        if isinstance(net, DirectEmbedding):
+            new = DirectEmbedding(net.embedding.detach()[idx])
+        else:
+            new = MappingNetwork(inv.tokens.shape[1], inv.cond.shape[1], inv.form, copies=len(idx))
+            new.load_state_dict({k: v[idx] for k, v in net.state_dict().items()})
+        nets.append(new.eval())
+    return StyleInversion(nets, inv.tokens[idx], inv.cond[idx], inv.x_T[idx], inv.timesteps, inv.guidance_scale,
+                          inv.form, inv.learn, inv.losses, inv.seconds, [m[idx] for m in inv.target_maps])
+
+
+# ----------------------------------------------------------------------------------------------
+# The shipped full run (data/models/stylediffusion-photo): `python -m diffnb.stylediffusion`
+# ----------------------------------------------------------------------------------------------
+FULL_RUN = dict(num_inference_steps=20, guidance_scale=5.0, iterations=100.0, lr=1e-2,   # the official schedule
+                null_inner_steps=10, null_lr=1e-2,                                       # null-text's official
+                table3_seed=50000, table3_n=16, ablation_n=4,
+                partial_seed=7, partial_per_kind=4, table2_seed=0, table2_per_kind=3)
+ABLATIONS = {"value": dict(form="value"), "direct": dict(form="direct"), "key": dict(learn="key"),
+             "both": dict(learn="both"), "no-latt": dict(lambda_att=0.0)}
+
+
+def table3_images():
+    from . import world
+    return world.sample(FULL_RUN["table3_n"], seed=FULL_RUN["table3_seed"], domain="photo")
+
+
+def full_run(out_dir, variants=None) -> None:
+    """Recompute the shipped inversions into out_dir (then `python -m diffnb.zoo` style install: copy into
+    data/models/stylediffusion-photo and update the manifest). About 30 minutes on a 2-core CPU."""
+    from pathlib import Path
+
+    from . import editbench, zoo
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tti, clip = zoo.load("toy-t2i"), zoo.load("toy-clip")
+    cfg = FULL_RUN
+    common = dict(num_inference_steps=cfg["num_inference_steps"], guidance_scale=cfg["guidance_scale"])
+    sd = dict(common, iterations=cfg["iterations"], lr=cfg["lr"])
+    nt = dict(common, inner_steps=cfg["null_inner_steps"], lr=cfg["null_lr"])
+    t3 = table3_images()
+    a = cfg["ablation_n"]
+    partial = editbench.edit_pairs(cfg["partial_per_kind"], seed=cfg["partial_seed"], partial=True)
+    table2 = editbench.edit_pairs(cfg["table2_per_kind"], seed=cfg["table2_seed"])
+    jobs = {"film": lambda: save(invert(tti, clip, t3.images, t3.captions, **sd), out / "film.safetensors"),
+            "null-text": lambda: inversion.save(inversion.null_text_invert(tti, t3.images, t3.captions, **nt),
+                                                out / "null-text.safetensors"),
+            "null-text-lr5e-2": lambda: inversion.save(inversion.null_text_invert(
+                tti, t3.images, t3.captions, **{**nt, "lr": 5e-2}), out / "null-text-lr5e-2.safetensors")}
+    for name, kw in ABLATIONS.items():
+        jobs[name] = (lambda kw=kw, name=name: save(invert(tti, clip, t3.images[:a], t3.captions[:a], **{**sd, **kw}),
+                                                    out / f"{name}.safetensors"))
+    jobs["partial-film"] = lambda: save(invert(tti, clip, torch.stack([p.image for p in partial]),
+                                               [p.source for p in partial], **sd), out / "partial-film.safetensors")
+    jobs["partial-null-text"] = lambda: inversion.save(inversion.null_text_invert(
+        tti, torch.stack([p.image for p in partial]), [p.source for p in partial], **nt), out / "partial-null-text.safetensors")
+    jobs["table2-film"] = lambda: save(invert(tti, clip, torch.stack([p.image for p in table2]),
+                                              [p.source for p in table2], **sd), out / "table2-film.safetensors")
+    for name in variants or jobs:
+        t0 = time.perf_counter()
+        jobs[name]()
+        print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(description="Recompute notebook 05's shipped StyleDiffusion inversions")
+    ap.add_argument("out_dir")
+    ap.add_argument("--variants", nargs="*", default=None)
+    args = ap.parse_args()
+    full_run(args.out_dir, args.variants)

@@ -12,12 +12,25 @@ def bundles():
 
 def test_mapping_network_shapes_and_forms():
     tokens, c = torch.randn(2, 17, 96), torch.randn(2, 24, 96)
-    v = S.MappingNetwork(17, 24, "value")
-    f = S.MappingNetwork(17, 24, "film")
+    v = S.MappingNetwork(17, 24, "value", copies=2)
+    f = S.MappingNetwork(17, 24, "film", copies=2)
     assert v(tokens, c).shape == (2, 24, 96) and f(tokens, c).shape == (2, 24, 96)
-    assert abs(float(v.conv0.weight.detach().std()) - 0.01) < 0.003          # N(0, 0.01) initialisation
+    assert abs(float(v.w0.detach().std()) - 0.01) < 0.003          # N(0, 0.01) initialisation
     with pytest.raises(ValueError, match="form must be one of"):
         S.MappingNetwork(17, 24, "scale")
+    with pytest.raises(ValueError, match="holds 2 per-image copies but got 3"):
+        v(torch.randn(3, 17, 96), torch.randn(3, 24, 96))
+
+
+def test_mapping_network_copies_are_independent_inversions():
+    """Copy k of a batched network on image k equals a one-copy network with copy k's weights: the images of a
+    batch do not share weights or normalisation statistics (the paper inverts one image at a time)."""
+    torch.manual_seed(0)
+    tokens, c = torch.randn(3, 17, 96), torch.randn(3, 24, 96)
+    net = S.MappingNetwork(17, 24, "film", copies=3)
+    one = S.MappingNetwork(17, 24, "film", copies=1)
+    one.load_state_dict({k: v[1:2] for k, v in net.state_dict().items()})
+    assert torch.allclose(net(tokens, c)[1:2], one(tokens[1:2], c[1:2]), atol=1e-6)
 
 
 def test_image_tokens_are_the_vision_towers(bundles):
@@ -64,3 +77,34 @@ def test_edit_source_branch_reconstructs_and_ablations_run(bundles):
     for kwargs in ({"form": "film"}, {"form": "direct"}, {"learn": "key"}, {"learn": "both"}, {"lambda_att": 0.0}):
         ab = S.invert(t2i_bundle, clip, batch.images, batch.captions, num_inference_steps=3, iterations=2, **kwargs)
         assert S.reconstruct(t2i_bundle, ab).shape == batch.images.shape, kwargs
+
+
+def test_bad_settings_are_named(bundles):
+    t2i_bundle, clip = bundles
+    x = world.sample(1, seed=2).images
+    for kwargs, msg in (({"iterations": 0}, "iterations must be"), ({"lr": 0.0}, "lr must be > 0"),
+                        ({"lambda_att": -1.0}, "lambda_att must be"), ({"form": "scale"}, "form must be one of")):
+        with pytest.raises(ValueError, match=msg):
+            S.invert(t2i_bundle, clip, x, ["a cat"], **kwargs)
+    with pytest.raises(ValueError, match="strength must be a number in"):
+        S.sdedit(t2i_bundle, S.invert(t2i_bundle, clip, x, ["a cat"], num_inference_steps=2, iterations=1), ["a robot"], 1.5)
+
+
+def test_swap_key_value_equal_prompts_is_plain_sampling_and_save_load_round_trip(bundles, tmp_path):
+    from diffnb import t2i
+    t2i_bundle, clip = bundles
+    x_T = torch.randn(1, *t2i.latent_shape(t2i_bundle), generator=torch.Generator().manual_seed(3))
+    same = S.swap_key_value(t2i_bundle, ["a cat"], ["a cat"], x_T=x_T, num_inference_steps=5)
+    ref = t2i.sample(t2i_bundle, ["a cat"], guidance_scale=5.0, num_inference_steps=5, x_T=x_T).images
+    assert torch.allclose(same, ref, atol=1e-4)
+    swapped = S.swap_key_value(t2i_bundle, ["a cat"], ["a robot"], x_T=x_T, num_inference_steps=5)
+    assert (swapped - same).abs().mean() > 0.01
+    with pytest.raises(ValueError, match="one value prompt per key prompt"):
+        S.swap_key_value(t2i_bundle, ["a cat"], ["a cat", "a robot"])
+    batch = world.sample(2, seed=5, domain="photo")
+    inv = S.invert(t2i_bundle, clip, batch.images, batch.captions, num_inference_steps=3, iterations=2)
+    S.save(inv, tmp_path / "inv.safetensors")
+    back = S.load(tmp_path / "inv.safetensors")
+    assert torch.equal(S.reconstruct(t2i_bundle, back), S.reconstruct(t2i_bundle, inv))
+    one = S.subset(inv, [1])
+    assert torch.allclose(S.reconstruct(t2i_bundle, one), S.reconstruct(t2i_bundle, inv)[1:], atol=1e-3)

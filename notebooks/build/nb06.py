@@ -19,7 +19,8 @@ NS-LPIPS and CLIP score.
 This is the second contribution of Li et al., *StyleDiffusion: Prompt-Embedding Inversion for Text-Based
 Editing* (§3.4, Figs. 5, 7, 8, 11, Table 2), on Prompt-to-Prompt (Hertz et al. 2022), in miniature: toy-t2i
 (32 × 32 pixels, toy-clip's text tower) stands in for Stable Diffusion. Notebook 02 built null-text inversion,
-which §4 uses for real images; notebook 05 adds StyleDiffusion's own row to the table.
+which §4 uses for real images; notebook 05 builds StyleDiffusion, whose row (from its shipped inversion of the
+same pairs) joins the table in §4.
 """),
 code(r"""
 import time
@@ -27,7 +28,7 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from diffnb import attention, editbench, inversion, metrics, show, t2i, toyclip, widgets, zoo
+from diffnb import attention, editbench, inversion, metrics, show, stylediffusion, t2i, toyclip, widgets, zoo
 """),
 md(r"""
 ## Settings
@@ -230,18 +231,26 @@ and scores each edit against its source image:
 """),
 code(r"""
 pairs = editbench.edit_pairs(N_PER_KIND, seed=SEED)
+# notebook 05's row: StyleDiffusion + P2Plus from its shipped inversion of exactly these pairs (when they match)
+extra, methods = {}, editbench.METHODS
+if MODE == "toy" and (N_PER_KIND, SEED, STEPS) == (3, 0, 20):
+    sd_inv = stylediffusion.load_shipped("table2-film")
+    extra = {"stylediffusion": lambda b, ps, _null: stylediffusion.p2plus_edit(
+        b, sd_inv, ps, tau_v=0.6, tau_c=TAU_C, tau_s=TAU_S, tau_u=TAU_U).target}
+    methods = editbench.METHODS + ("stylediffusion",)
 t0 = time.perf_counter()
-run = editbench.run_methods(bundle, pairs, guidance_scale=GUIDANCE, num_inference_steps=STEPS, tau_c=TAU_C,
-                            tau_s=TAU_S, tau_u=TAU_U, null_inner_steps=NULL_INNER, null_lr=NULL_LR, seed=SEED)
+run = editbench.run_methods(bundle, pairs, methods=methods, guidance_scale=GUIDANCE, num_inference_steps=STEPS,
+                            tau_c=TAU_C, tau_s=TAU_S, tau_u=TAU_U, null_inner_steps=NULL_INNER, null_lr=NULL_LR,
+                            seed=SEED, extra=extra)
 scores = editbench.score(run, attr, clip, perceptual)
-print(f"{len(pairs)} pairs, 4 methods: {time.perf_counter() - t0:.0f} s; "
+print(f"{len(pairs)} pairs, {len(run.results)} methods: {time.perf_counter() - t0:.0f} s; "
       f"null-text reconstruction PSNR {metrics.psnr(torch.stack([p.image for p in pairs]), run.results['p2p'].reconstruction).mean():.1f} dB")
 """),
 code(r"""
 pick = [0, 1, N_PER_KIND, N_PER_KIND + 1, 2 * N_PER_KIND, 2 * N_PER_KIND + 1]
 src_imgs = torch.stack([pairs[i].image for i in pick])
 show.rows([("photo", src_imgs), ("edited region", run.regions[pick].repeat(1, 3, 1, 1) * 2 - 1)] +
-          [(editbench.METHOD_NAMES[m], run.results[m].edited[pick]) for m in editbench.METHODS], nrow=6)
+          [(editbench.METHOD_NAMES[m], run.results[m].edited[pick]) for m in run.results], nrow=6)
 plt.show()
 for i in pick:
     print(f"{pairs[i].kind:9s} {pairs[i].word:>8s} → {pairs[i].target}")
