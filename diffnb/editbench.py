@@ -220,7 +220,8 @@ def run_methods(bundle, pairs, methods: Sequence[str] = METHODS, guidance_scale:
     """Edit every pair with each method. The inversions are shared: one DDIM inversion (for the DDIM row and the
     edited-word regions) and one null-text inversion (for P2P and P2Plus). With local_blend, P2P and P2Plus blend
     with Prompt-to-Prompt's local blending on the edited word and its replacement. `extra` maps more method names to
-    callables (bundle, pairs, null_text_inversion) -> edited images (e.g. StyleDiffusion)."""
+    callables (bundle, pairs, null_text_inversion) -> edited images (e.g. StyleDiffusion); the null-text inversion is
+    None unless "p2p" or "p2plus" is among the methods."""
     unknown = [m for m in methods if m not in METHODS and m not in (extra or {})]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS) + list(extra or {})}")
@@ -240,7 +241,7 @@ def run_methods(bundle, pairs, methods: Sequence[str] = METHODS, guidance_scale:
                                                           num_inference_steps, torch.Generator().manual_seed(seed)),
                                          seconds=time.perf_counter() - t0)
     null = None
-    if any(m in methods for m in ("p2p", "p2plus")) or extra:
+    if any(m in methods for m in ("p2p", "p2plus")):
         null = inversion.null_text_invert(bundle, images, sources, num_inference_steps, guidance_scale,
                                           inner_steps=null_inner_steps, lr=null_lr)
     for name, tu in (("p2p", 0.0), ("p2plus", tau_u)):

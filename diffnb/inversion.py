@@ -262,7 +262,7 @@ def negative_prompt_invert(bundle, images, prompts, num_inference_steps: int = 5
     return pivot
 
 
-def save(inv: InversionResult, path) -> None:
+def save(inv: InversionResult, path, dtype: torch.dtype = torch.float16) -> None:
     """Write a text inversion (x_T, the caption's embedding, the per-step unconditional embeddings) to safetensors;
     the trajectory itself is not kept."""
     import json
@@ -274,7 +274,9 @@ def save(inv: InversionResult, path) -> None:
     tensors.update({f"null.{i}": n for i, n in enumerate(inv.null_embeddings)})
     meta = {"method": inv.method, "timesteps": [int(t) for t in inv.timesteps], "guidance_scale": inv.guidance_scale,
             "losses": [float(v) for v in inv.losses], "seconds": inv.seconds, "eta": inv.eta}
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path),
+    # the per-step parts in `dtype` (float16 halves the shipped files); x_T, c and E(x) stay float32
+    save_file({k: v.detach().cpu().to(dtype if k.startswith(('net.', 'null.', 'att.')) else torch.float32)
+               .contiguous() for k, v in tensors.items()}, str(path),
               metadata={"inversion": json.dumps(meta)})
 
 
@@ -285,7 +287,7 @@ def load(path) -> InversionResult:
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["inversion"])
-        t = {k: f.get_tensor(k) for k in f.keys()}
+        t = {k: f.get_tensor(k).float() for k in f.keys()}
     n = len(meta["timesteps"])
     return InversionResult(meta["method"], t["x_T"], [], meta["timesteps"], eta=meta["eta"],
                            null_embeddings=[t[f"null.{i}"] for i in range(n) if f"null.{i}" in t],

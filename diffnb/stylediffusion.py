@@ -260,12 +260,22 @@ def _as_images(bundle, images) -> torch.Tensor:
     return to_tensor(images, size=bundle.image_size)
 
 
-def attention_error(bundle, inv: StyleInversion) -> float:
+def attention_error(bundle, inv: StyleInversion, target_maps: Optional[list] = None) -> float:
     """Mean squared difference between the reconstruction's 16x16 cross-attention maps (conditional branch,
-    averaged over layers) and the DDIM inversion's â_t, over all steps: what L_att keeps small."""
+    averaged over layers) and the DDIM inversion's â_t, over all steps: what L_att keeps small. target_maps:
+    â_t when `inv` was saved without them (the shipped ablations share the film run's, same images and captions)."""
+    return reconstruct_with_error(bundle, inv, target_maps)[1]
+
+
+def reconstruct_with_error(bundle, inv: StyleInversion, target_maps: Optional[list] = None):
+    """`reconstruct` and `attention_error` in one sampling pass: (images, attention error)."""
+    target_maps = inv.target_maps if target_maps is None else target_maps
+    if len(target_maps) != inv.num_inference_steps or target_maps[0].shape[0] != inv.cond.shape[0]:
+        raise ValueError(f"need the inversion's maps â_t for {inv.num_inference_steps} steps and {inv.cond.shape[0]} "
+                         f"images; this inversion was saved without them: pass target_maps=")
     maps = []
-    reconstruct(bundle, inv, _maps=maps)
-    return float(torch.stack([F.mse_loss(m, a) for m, a in zip(maps, inv.target_maps)]).mean())
+    images = reconstruct(bundle, inv, _maps=maps)
+    return images, float(torch.stack([F.mse_loss(m, a) for m, a in zip(maps, target_maps)]).mean())
 
 
 @torch.no_grad()
@@ -422,18 +432,22 @@ def swap_key_value(bundle, key_prompts, value_prompts, x_T: Optional[torch.Tenso
 # ----------------------------------------------------------------------------------------------
 # Saving and loading an inversion (safetensors only; the shipped full run is checked against the manifest)
 # ----------------------------------------------------------------------------------------------
-def save(inv: StyleInversion, path) -> None:
-    """Write an inversion (every step's network, E(x), c, x_T and the inversion's maps) to one safetensors file."""
+def save(inv: StyleInversion, path, dtype: torch.dtype = torch.float16, maps: Optional[int] = None) -> None:
+    """Write an inversion (every step's network, E(x), c, x_T and the inversion's maps â_t) to one safetensors
+    file. maps: keep â_t for only the first `maps` images (0: none; they are only needed by `attention_error`)."""
     import json
 
     from safetensors.torch import save_file
     tensors = {"tokens": inv.tokens, "cond": inv.cond, "x_T": inv.x_T}
     for i, net in enumerate(inv.networks):
         tensors.update({f"net.{i}.{k}": v for k, v in net.state_dict().items()})
-    tensors.update({f"att.{i}": m for i, m in enumerate(inv.target_maps)})
+    if maps is None or maps > 0:
+        tensors.update({f"att.{i}": m[:maps] for i, m in enumerate(inv.target_maps)})
     meta = {"timesteps": [int(t) for t in inv.timesteps], "guidance_scale": inv.guidance_scale, "form": inv.form,
             "learn": inv.learn, "losses": inv.losses, "seconds": inv.seconds}
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path),
+    # the per-step parts in `dtype` (float16 halves the shipped files); x_T, c and E(x) stay float32
+    save_file({k: v.detach().cpu().to(dtype if k.startswith(('net.', 'null.', 'att.')) else torch.float32)
+               .contiguous() for k, v in tensors.items()}, str(path),
               metadata={"stylediffusion": json.dumps(meta)})
 
 
@@ -444,7 +458,7 @@ def load(path) -> StyleInversion:
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["stylediffusion"])
-        t = {k: f.get_tensor(k) for k in f.keys()}
+        t = {k: f.get_tensor(k).float() for k in f.keys()}
     tokens, cond = t["tokens"], t["cond"]
     n = len(meta["timesteps"])
     networks = []
@@ -456,7 +470,7 @@ def load(path) -> StyleInversion:
         networks.append(net.eval())
     return StyleInversion(networks, tokens, cond, t["x_T"], meta["timesteps"], meta["guidance_scale"], meta["form"],
                           meta["learn"], [tuple(x) for x in meta["losses"]], meta["seconds"],
-                          [t[f"att.{i}"] for i in range(n)])
+                          [t[f"att.{i}"] for i in range(n) if f"att.{i}" in t])
 
 
 def load_shipped(variant: str, root=None) -> StyleInversion:
@@ -492,7 +506,8 @@ def subset(inv: StyleInversion, index) -> StyleInversion:
             new.load_state_dict({k: v[idx] for k, v in net.state_dict().items()})
         nets.append(new.eval())
     return StyleInversion(nets, inv.tokens[idx], inv.cond[idx], inv.x_T[idx], inv.timesteps, inv.guidance_scale,
-                          inv.form, inv.learn, inv.losses, inv.seconds, [m[idx] for m in inv.target_maps])
+                          inv.form, inv.learn, inv.losses, inv.seconds,
+                          [m[idx] for m in inv.target_maps] if inv.target_maps and max(idx) < len(inv.target_maps[0]) else [])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -503,7 +518,10 @@ FULL_RUN = dict(num_inference_steps=20, guidance_scale=5.0, iterations=100.0, lr
                 table3_seed=50000, table3_n=16, ablation_n=4,
                 partial_seed=7, partial_per_kind=4, table2_seed=0, table2_per_kind=3)
 ABLATIONS = {"value": dict(form="value"), "direct": dict(form="direct"), "key": dict(learn="key"),
-             "both": dict(learn="both"), "no-latt": dict(lambda_att=0.0)}
+             "both": dict(learn="both"), "no-latt": dict(lambda_att=0.0),
+             # toy-t2i's maps are nearly uniform, so at the official lambda_att = 1 the L_att term is about 1e-3 of
+             # L_rec and changes nothing measurable; 1000 brings it to L_rec's scale
+             "latt-1000": dict(lambda_att=1000.0)}
 
 
 def table3_images():
@@ -528,24 +546,58 @@ def full_run(out_dir, variants=None) -> None:
     a = cfg["ablation_n"]
     partial = editbench.edit_pairs(cfg["partial_per_kind"], seed=cfg["partial_seed"], partial=True)
     table2 = editbench.edit_pairs(cfg["table2_per_kind"], seed=cfg["table2_seed"])
-    jobs = {"film": lambda: save(invert(tti, clip, t3.images, t3.captions, **sd), out / "film.safetensors"),
+    # â_t is kept for the ablation images only (the ablations share them; the edits never need them)
+    jobs = {"film": lambda: save(invert(tti, clip, t3.images, t3.captions, **sd), out / "film.safetensors", maps=a),
             "null-text": lambda: inversion.save(inversion.null_text_invert(tti, t3.images, t3.captions, **nt),
                                                 out / "null-text.safetensors"),
             "null-text-lr5e-2": lambda: inversion.save(inversion.null_text_invert(
                 tti, t3.images, t3.captions, **{**nt, "lr": 5e-2}), out / "null-text-lr5e-2.safetensors")}
     for name, kw in ABLATIONS.items():
         jobs[name] = (lambda kw=kw, name=name: save(invert(tti, clip, t3.images[:a], t3.captions[:a], **{**sd, **kw}),
-                                                    out / f"{name}.safetensors"))
+                                                    out / f"{name}.safetensors", maps=0))
     jobs["partial-film"] = lambda: save(invert(tti, clip, torch.stack([p.image for p in partial]),
-                                               [p.source for p in partial], **sd), out / "partial-film.safetensors")
+                                               [p.source for p in partial], **sd), out / "partial-film.safetensors", maps=0)
     jobs["partial-null-text"] = lambda: inversion.save(inversion.null_text_invert(
         tti, torch.stack([p.image for p in partial]), [p.source for p in partial], **nt), out / "partial-null-text.safetensors")
     jobs["table2-film"] = lambda: save(invert(tti, clip, torch.stack([p.image for p in table2]),
-                                              [p.source for p in table2], **sd), out / "table2-film.safetensors")
+                                              [p.source for p in table2], **sd), out / "table2-film.safetensors", maps=0)
     for name in variants or jobs:
         t0 = time.perf_counter()
         jobs[name]()
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def card(folder) -> str:
+    """The model card of a full run in `folder`: the recipe, each file's compute time, and Table 3 measured."""
+    from pathlib import Path
+
+    from . import metrics, zoo
+    folder = Path(folder)
+    tti = zoo.load("toy-t2i")
+    x0 = table3_images().images
+    lines = ["# stylediffusion-photo", "",
+             "Notebook 05's full run: StyleDiffusion inversions (Alg. 1, mapping networks per image and step) and "
+             "null-text inversions of held-out `photo` images, on toy-t2i and toy-clip.", "",
+             "Recompute: `python -m diffnb.stylediffusion runs/stylediffusion-photo`, copy the .safetensors files here, "
+             "then `python -m diffnb.stylediffusion --card data/models/stylediffusion-photo` and "
+             "`python -c \"from diffnb import zoo; zoo.update_manifest('stylediffusion-photo')\"`.", "",
+             f"- settings: `{FULL_RUN}`", f"- ablations (on the first {FULL_RUN['ablation_n']} Table 3 images): `{ABLATIONS}`",
+             "", "| file | images | seconds (2-core CPU) | reconstruction PSNR / SSIM |", "| --- | --- | --- | --- |"]
+    for path in sorted(folder.glob("*.safetensors")):
+        if "null-text" in path.stem:
+            inv = inversion.load(path)
+            n = inv.x_T.shape[0]
+            rec = inversion.text_reconstruct(tti, inv) if n == len(x0) else None
+        else:
+            inv = load(path)
+            n = inv.x_T.shape[0]
+            rec = reconstruct(tti, inv) if path.stem in ("film", *ABLATIONS) else None
+        q = "–"
+        if rec is not None:
+            ref = x0[:n]
+            q = f"{metrics.psnr(ref, rec).mean():.2f} dB / {metrics.ssim(ref, rec).mean():.3f}"
+        lines.append(f"| {path.name} | {n} | {inv.seconds:.0f} | {q} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
@@ -553,5 +605,9 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Recompute notebook 05's shipped StyleDiffusion inversions")
     ap.add_argument("out_dir")
     ap.add_argument("--variants", nargs="*", default=None)
+    ap.add_argument("--card", action="store_true", help="only write out_dir/card.md from the files there")
     args = ap.parse_args()
-    full_run(args.out_dir, args.variants)
+    if args.card:
+        (__import__("pathlib").Path(args.out_dir) / "card.md").write_text(card(args.out_dir))
+    else:
+        full_run(args.out_dir, args.variants)

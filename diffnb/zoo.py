@@ -371,7 +371,7 @@ def main(argv=None) -> int:
         for n, (hub, size, toy) in REAL_MODELS.items():
             print(f"{n:16s} real  {hub} ({size}); toy stand-in: {toy}")
     elif a.cmd == "verify":
-        for n in [a.name] if a.name else list(TOY_MODELS):
+        for n in [a.name] if a.name else list(TOY_MODELS) + list(SHIPPED_RESULTS):
             print(n, "ok", verify(n))
     elif a.cmd == "train":
         from . import cards

@@ -103,8 +103,11 @@ def test_swap_key_value_equal_prompts_is_plain_sampling_and_save_load_round_trip
         S.swap_key_value(t2i_bundle, ["a cat"], ["a cat", "a robot"])
     batch = world.sample(2, seed=5, domain="photo")
     inv = S.invert(t2i_bundle, clip, batch.images, batch.captions, num_inference_steps=3, iterations=2)
-    S.save(inv, tmp_path / "inv.safetensors")
+    S.save(inv, tmp_path / "inv.safetensors", dtype=torch.float32)
     back = S.load(tmp_path / "inv.safetensors")
     assert torch.equal(S.reconstruct(t2i_bundle, back), S.reconstruct(t2i_bundle, inv))
+    S.save(inv, tmp_path / "half.safetensors")                      # float16 networks: what is shipped
+    assert metrics.psnr(S.reconstruct(t2i_bundle, S.load(tmp_path / "half.safetensors")),
+                        S.reconstruct(t2i_bundle, inv)).min() > 35
     one = S.subset(inv, [1])
     assert torch.allclose(S.reconstruct(t2i_bundle, one), S.reconstruct(t2i_bundle, inv)[1:], atol=1e-3)

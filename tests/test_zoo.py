@@ -14,7 +14,7 @@ def test_unknown_model_lists_known():
         zoo.load("toy-gan")
 
 
-@pytest.mark.parametrize("name", list(zoo.TOY_MODELS))
+@pytest.mark.parametrize("name", list(zoo.TOY_MODELS) + list(zoo.SHIPPED_RESULTS))
 def test_committed_models_match_manifest(name):
     folder = zoo.verify(name)
     assert (folder / "card.md").is_file()
@@ -34,6 +34,16 @@ def test_changed_file_is_named(copied_root):
     path.write_bytes(bytes(data))
     with pytest.raises(zoo.ManifestError, match="model.safetensors has changed"):
         zoo.load("toy-attr", root=copied_root)
+
+
+def test_changed_shipped_result_is_refused(copied_root):
+    from diffnb import stylediffusion
+    path = copied_root / "stylediffusion-photo" / "film.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(zoo.ManifestError, match="film.safetensors has changed"):
+        stylediffusion.load_shipped("film", root=copied_root)
 
 
 def test_missing_file_is_named(copied_root):
