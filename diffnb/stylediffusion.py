@@ -267,6 +267,14 @@ def attention_error(bundle, inv: StyleInversion, target_maps: Optional[list] = N
     return reconstruct_with_error(bundle, inv, target_maps)[1]
 
 
+def cross_attention_maps(bundle, inv: StyleInversion) -> list:
+    """The reconstruction's 16x16 cross-attention maps (conditional branch, averaged over layers), one (B, 256, L)
+    tensor per step, high t first: what `attention_error` compares with the inversion's â_t."""
+    maps = []
+    reconstruct(bundle, inv, _maps=maps)
+    return maps
+
+
 def reconstruct_with_error(bundle, inv: StyleInversion, target_maps: Optional[list] = None):
     """`reconstruct` and `attention_error` in one sampling pass: (images, attention error)."""
     target_maps = inv.target_maps if target_maps is None else target_maps

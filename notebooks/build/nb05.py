@@ -325,10 +325,31 @@ show.rows([("photo", x0[:n_ab])] + [(k, v) for k, v in ab_rec.items()], nrow=n_a
 plt.show()
 """),
 md(r"""
+Fig. 15 as a picture: the subject word's cross-attention map of the first image, averaged over the steps, in the
+DDIM inversion ($\hat{\mathbf a}$) and in four reconstructions.
+"""),
+code(r"""
+i = 0
+idx = attention.token_index(tok, held_out.captions[i], held_out.attributes[i].subject)
+word_map = lambda step_maps: torch.stack(step_maps).mean(0)[i, :, idx].sum(-1).reshape(16, 16)
+cols = {"DDIM inversion â": word_map(variants_maps)}
+for name in ("StyleDiffusion (film form, λ_att = 1)", "no L_att", "L_att with λ_att = 1000", "learn key"):
+    cols[name] = word_map(S.cross_attention_maps(bundle, variants[name]))
+fig, axes = plt.subplots(1, len(cols) + 1, figsize=(2 * (len(cols) + 1), 2.3))
+axes[0].imshow(show.grid_array(x0[i:i + 1], nrow=1)); axes[0].set_title(held_out.attributes[i].subject, fontsize=8)
+vmax = max(float(m.max()) for m in cols.values())
+for ax, (name, m) in zip(axes[1:], cols.items()):
+    ax.imshow(m, cmap="viridis", vmin=0, vmax=vmax); ax.set_title(name, fontsize=7)
+for ax in axes:
+    ax.axis("off")
+plt.tight_layout(); plt.show()
+"""),
+md(r"""
 **Reading the ablations** (the numbers above are measured each run; the ranking is what this paragraph reads).
 Learning the *key* input alone reconstructs worst and moves the attention maps furthest from the inversion's: keys
 only change where attention goes, and toy-t2i's maps are nearly uniform (§1), so there is little to gain and the
-maps are what it costs. Learning keys *and* values can reconstruct better still, but its maps drift far from the
+maps are what it costs (in the picture, its map of the subject is scattered, while the three value-learning maps
+look like the inversion's). Learning keys *and* values can reconstruct better still, but its maps drift far from the
 inversion's, and Prompt-to-Prompt editing works through those maps: the paper rejects it for editing (Fig. 14,
 right), not for reconstruction. The paper's form of $M_t$ (output = value input) trails the official
 scale-and-shift form. Optimising the value embedding directly, without $M_t$ (Fig. 16), comes close to ours here,
