@@ -538,8 +538,9 @@ def table3_images():
 
 
 def full_run(out_dir, variants=None) -> None:
-    """Recompute the shipped inversions into out_dir (then `python -m diffnb.zoo` style install: copy into
-    data/models/stylediffusion-photo and update the manifest). About 30 minutes on a 2-core CPU."""
+    """Recompute the shipped inversions into out_dir: about 40 minutes on a 2-core CPU. To ship them, copy the
+    .safetensors files into data/models/stylediffusion-photo, write its card (`--card`) and update the manifest
+    (`zoo.update_manifest("stylediffusion-photo")`)."""
     from pathlib import Path
 
     from . import editbench, zoo

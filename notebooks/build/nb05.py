@@ -33,15 +33,15 @@ from diffnb import attention, editbench, inversion, metrics, show, stylediffusio
 """),
 md(r"""
 ## Settings
-The heavy part of this notebook, Alg. 1 with the official schedule on 16 + 12 + 9 images and five ablations,
-takes about half an hour on two CPU cores. By default the notebook loads the result of that run, shipped in
+The heavy part of this notebook, Alg. 1 with the official schedule on 16 + 12 + 9 images and six ablations,
+takes about 40 minutes on two CPU cores. By default the notebook loads the result of that run, shipped in
 `data/models/stylediffusion-photo/` (safetensors, checked against the manifest like every toy model) and runs
 Alg. 1 live only on two images with a shortened schedule. `FULL_RUN = True` recomputes everything here.
 `MODE = "real"` swaps in Stable Diffusion 1.4 and CLIP ViT-B/16 (see the last section).
 """),
 code(r"""
 MODE = "toy"                 # "toy" (offline, CPU) or "real" (GPU + network)
-FULL_RUN = False             # True: recompute the shipped inversions here (about 30 minutes on 2 CPU cores)
+FULL_RUN = False             # True: recompute the shipped inversions here (about 40 minutes on 2 CPU cores)
 SEED = 0
 STEPS = 20                   # DDIM steps (the paper: 50); the shipped run used 20
 GUIDANCE = 5.0               # classifier-free guidance w (the paper: 7.5)
@@ -187,7 +187,7 @@ if FULL_RUN:
     import tempfile
     from pathlib import Path
     ship_dir = Path(tempfile.mkdtemp())
-    S.full_run(ship_dir)                                      # about 30 minutes on 2 CPU cores
+    S.full_run(ship_dir)                                      # about 40 minutes on 2 CPU cores
     shipped = lambda name: S.load(ship_dir / f"{name}.safetensors")
     shipped_null = lambda name: inversion.load(ship_dir / f"{name}.safetensors")
 else:
