@@ -262,32 +262,41 @@ def negative_prompt_invert(bundle, images, prompts, num_inference_steps: int = 5
     return pivot
 
 
-def save(inv: InversionResult, path, dtype: torch.dtype = torch.float16) -> None:
-    """Write a text inversion (x_T, the caption's embedding, the per-step unconditional embeddings) to safetensors;
-    the trajectory itself is not kept."""
+def write_safetensors(tensors: dict, path, key: str, meta: dict, dtype: torch.dtype = torch.float16,
+                      per_step: tuple = ("net.", "null.", "att.")) -> None:
+    """Save `tensors` with `meta` as JSON under metadata[key]; tensors whose names start with `per_step` in `dtype`
+    (float16 halves the shipped files), the rest (x_T, c, E(x)) in float32. Shared by every saved inversion."""
     import json
 
     from safetensors.torch import save_file
+    save_file({k: v.detach().cpu().to(dtype if k.startswith(per_step) else torch.float32).contiguous()
+               for k, v in tensors.items()}, str(path), metadata={key: json.dumps(meta)})
+
+
+def read_safetensors(path, key: str):
+    """(meta, {name: float32 tensor}) from what `write_safetensors` wrote; nothing is unpickled."""
+    import json
+
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()[key]), {k: f.get_tensor(k).float() for k in f.keys()}
+
+
+def save(inv: InversionResult, path, dtype: torch.dtype = torch.float16) -> None:
+    """Write a text inversion (x_T, the caption's embedding, the per-step unconditional embeddings) to safetensors;
+    the trajectory itself is not kept."""
     tensors = {"x_T": inv.x_T}
     if inv.cond is not None:
         tensors["cond"] = inv.cond
     tensors.update({f"null.{i}": n for i, n in enumerate(inv.null_embeddings)})
     meta = {"method": inv.method, "timesteps": [int(t) for t in inv.timesteps], "guidance_scale": inv.guidance_scale,
             "losses": [float(v) for v in inv.losses], "seconds": inv.seconds, "eta": inv.eta}
-    # the per-step parts in `dtype` (float16 halves the shipped files); x_T, c and E(x) stay float32
-    save_file({k: v.detach().cpu().to(dtype if k.startswith(('net.', 'null.', 'att.')) else torch.float32)
-               .contiguous() for k, v in tensors.items()}, str(path),
-              metadata={"inversion": json.dumps(meta)})
+    write_safetensors(tensors, path, "inversion", meta, dtype)
 
 
 def load(path) -> InversionResult:
     """Read what `save` wrote (safetensors: nothing is unpickled)."""
-    import json
-
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["inversion"])
-        t = {k: f.get_tensor(k).float() for k in f.keys()}
+    meta, t = read_safetensors(path, "inversion")
     n = len(meta["timesteps"])
     return InversionResult(meta["method"], t["x_T"], [], meta["timesteps"], eta=meta["eta"],
                            null_embeddings=[t[f"null.{i}"] for i in range(n) if f"null.{i}" in t],

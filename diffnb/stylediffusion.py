@@ -443,9 +443,6 @@ def swap_key_value(bundle, key_prompts, value_prompts, x_T: Optional[torch.Tenso
 def save(inv: StyleInversion, path, dtype: torch.dtype = torch.float16, maps: Optional[int] = None) -> None:
     """Write an inversion (every step's network, E(x), c, x_T and the inversion's maps â_t) to one safetensors
     file. maps: keep â_t for only the first `maps` images (0: none; they are only needed by `attention_error`)."""
-    import json
-
-    from safetensors.torch import save_file
     tensors = {"tokens": inv.tokens, "cond": inv.cond, "x_T": inv.x_T}
     for i, net in enumerate(inv.networks):
         tensors.update({f"net.{i}.{k}": v for k, v in net.state_dict().items()})
@@ -453,20 +450,12 @@ def save(inv: StyleInversion, path, dtype: torch.dtype = torch.float16, maps: Op
         tensors.update({f"att.{i}": m[:maps] for i, m in enumerate(inv.target_maps)})
     meta = {"timesteps": [int(t) for t in inv.timesteps], "guidance_scale": inv.guidance_scale, "form": inv.form,
             "learn": inv.learn, "losses": inv.losses, "seconds": inv.seconds}
-    # the per-step parts in `dtype` (float16 halves the shipped files); x_T, c and E(x) stay float32
-    save_file({k: v.detach().cpu().to(dtype if k.startswith(('net.', 'null.', 'att.')) else torch.float32)
-               .contiguous() for k, v in tensors.items()}, str(path),
-              metadata={"stylediffusion": json.dumps(meta)})
+    inversion.write_safetensors(tensors, path, "stylediffusion", meta, dtype)
 
 
 def load(path) -> StyleInversion:
     """Read what `save` wrote (safetensors: nothing is unpickled)."""
-    import json
-
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["stylediffusion"])
-        t = {k: f.get_tensor(k).float() for k in f.keys()}
+    meta, t = inversion.read_safetensors(path, "stylediffusion")
     tokens, cond = t["tokens"], t["cond"]
     n = len(meta["timesteps"])
     networks = []
@@ -481,25 +470,26 @@ def load(path) -> StyleInversion:
                           [t[f"att.{i}"] for i in range(n) if f"att.{i}" in t])
 
 
+def _shipped_file(variant: str, null_text: bool, root=None):
+    """data/models/stylediffusion-photo/<variant>.safetensors after checking the folder against the manifest."""
+    from . import zoo
+    folder = zoo.verify("stylediffusion-photo", root)
+    names = sorted(p.stem for p in folder.glob("*.safetensors") if ("null-text" in p.stem) == null_text)
+    if variant not in names:
+        kind = "null-text inversion" if null_text else "inversion"
+        raise ValueError(f"no shipped {kind} {variant!r}; shipped: {', '.join(names)}")
+    return folder / f"{variant}.safetensors"
+
+
 def load_shipped(variant: str, root=None) -> StyleInversion:
     """The full run shipped in data/models/stylediffusion-photo/<variant>.safetensors, checked against the manifest
     (`python -m diffnb.stylediffusion` recomputes it)."""
-    from . import zoo
-    folder = zoo.verify("stylediffusion-photo", root)
-    names = sorted(p.stem for p in folder.glob("*.safetensors"))
-    if variant not in names:
-        raise ValueError(f"no shipped inversion {variant!r}; shipped: {', '.join(names)}")
-    return load(folder / f"{variant}.safetensors")
+    return load(_shipped_file(variant, False, root))
 
 
 def load_shipped_null_text(variant: str = "null-text", root=None):
     """A null-text inversion of the same full run (inversion.InversionResult), checked against the manifest."""
-    from . import zoo
-    folder = zoo.verify("stylediffusion-photo", root)
-    names = sorted(p.stem for p in folder.glob("*null-text*.safetensors"))
-    if variant not in names:
-        raise ValueError(f"no shipped null-text inversion {variant!r}; shipped: {', '.join(names)}")
-    return inversion.load(folder / f"{variant}.safetensors")
+    return inversion.load(_shipped_file(variant, True, root))
 
 
 def subset(inv: StyleInversion, index) -> StyleInversion:

@@ -27,21 +27,21 @@ def copied_root(tmp_path):
     return root
 
 
-def test_changed_file_is_named(copied_root):
-    path = copied_root / "toy-attr" / "model.safetensors"
+def _flip_last_byte(path):
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
     path.write_bytes(bytes(data))
+
+
+def test_changed_file_is_named(copied_root):
+    _flip_last_byte(copied_root / "toy-attr" / "model.safetensors")
     with pytest.raises(zoo.ManifestError, match="model.safetensors has changed"):
         zoo.load("toy-attr", root=copied_root)
 
 
 def test_changed_shipped_result_is_refused(copied_root):
     from diffnb import stylediffusion
-    path = copied_root / "stylediffusion-photo" / "film.safetensors"
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 1
-    path.write_bytes(bytes(data))
+    _flip_last_byte(copied_root / "stylediffusion-photo" / "film.safetensors")
     with pytest.raises(zoo.ManifestError, match="film.safetensors has changed"):
         stylediffusion.load_shipped("film", root=copied_root)
 
