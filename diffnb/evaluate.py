@@ -81,11 +81,13 @@ def seg_miou(model, domain: str = "toy", n: int = 1000, seed: int = 30_000, batc
     return {"mean_iou": float(ious.nanmean()), "per_class": dict(zip(world.MASK_CLASSES, ious.tolist()))}
 
 
-def ddpm_samples(bundle, n: int = 256, num_inference_steps: int = 50, seed: int = 0, batch_size: int = 128):
-    """n DDIM samples (eta = 0) of a DiffusionBundle, deterministic from `seed`."""
+def ddpm_samples(bundle, n: int = 256, num_inference_steps: int = 50, seed: int = 0, batch_size: int = 128,
+                 eta: float = 0.0):
+    """n DDIM samples of a DiffusionBundle (eta 0: deterministic DDIM; eta 1: the DDPM posterior's
+    variance, Eq. 6), deterministic from `seed`."""
     gen = torch.Generator().manual_seed(seed)
     out = [sampling.sample(bundle.unet, bundle.scheduler, batch_size=min(batch_size, n - k),
-                           num_inference_steps=num_inference_steps, generator=gen).images
+                           num_inference_steps=num_inference_steps, eta=eta, generator=gen).images
            for k in range(0, n, batch_size)]
     return torch.cat(out)
 

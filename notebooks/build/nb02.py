@@ -293,4 +293,5 @@ about 0.3 s per null-text step on a recent GPU, as in StyleDiffusion's Table 3.
 """),
 ]
 
-write(cells, Path(__file__).resolve().parent.parent / "02_inversion.ipynb")
+if __name__ == "__main__":
+    write(cells, Path(__file__).resolve().parent.parent / "02_inversion.ipynb")

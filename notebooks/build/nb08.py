@@ -401,4 +401,5 @@ steps is a starting point; perceptual distances use LPIPS-alex.
 """),
 ]
 
-write(cells, Path(__file__).resolve().parent.parent / "08_gradient_guidance.ipynb")
+if __name__ == "__main__":
+    write(cells, Path(__file__).resolve().parent.parent / "08_gradient_guidance.ipynb")
