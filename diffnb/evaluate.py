@@ -1,7 +1,7 @@
 """Measuring the toy zoo: the quality bars that the model cards report and the tests enforce."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -174,11 +174,14 @@ class T2IQuality:
     stated_agree: float            # fraction whose every stated attribute toy-attr confirms
     subject_right: float           # fraction whose subject toy-attr confirms
     clip_beats_shuffled: float     # fraction with CLIP score(sample, caption) > score(sample, another caption)
+    eta: float = 0.0               # the DDIM eta the samples were drawn with
+    per_attribute: dict = field(default_factory=dict)  # attribute -> (agreement where stated, times stated)
 
 
 @torch.no_grad()
 def t2i_quality(bundle, attr_model, clip_bundle, n: int = 256, guidance_scale: float = 5.0,
-                num_inference_steps: int = 50, seed: int = 40_000, batch_size: int = 64) -> T2IQuality:
+                num_inference_steps: int = 50, seed: int = 40_000, batch_size: int = 64,
+                eta: float = 0.0) -> T2IQuality:
     """Sample one image per random partial caption and check it against the caption."""
     import numpy as np
 
@@ -188,7 +191,7 @@ def t2i_quality(bundle, attr_model, clip_bundle, n: int = 256, guidance_scale: f
     captions = [world.partial_caption(a, rng) for a in world.sample_attributes(n, seed=seed)]
     gen = torch.Generator().manual_seed(seed)
     images = torch.cat([t2i.sample(bundle, captions[k:k + batch_size], guidance_scale=guidance_scale,
-                                   num_inference_steps=num_inference_steps, generator=gen).images
+                                   num_inference_steps=num_inference_steps, eta=eta, generator=gen).images
                         for k in range(0, n, batch_size)])
     read = attr_model.predict(images).attributes()
     stated = [world.parse_caption(c) for c in captions]
@@ -197,5 +200,10 @@ def t2i_quality(bundle, attr_model, clip_bundle, n: int = 256, guidance_scale: f
     shuffled = captions[1:] + captions[:1]
     own = clip_score(clip_bundle.model, clip_bundle.tokenizer, images, captions)
     other = clip_score(clip_bundle.model, clip_bundle.tokenizer, images, shuffled)
+    per = {}
+    for r, st in zip(read, stated):
+        for k, v in st.items():
+            per.setdefault(k, []).append(getattr(r, k) == v)
     return T2IQuality(n, guidance_scale, float(np.mean(agree)), float(np.mean(subject)),
-                      float((own > other).float().mean()))
+                      float((own > other).float().mean()), eta,
+                      {k: (float(np.mean(v)), len(v)) for k, v in per.items()})

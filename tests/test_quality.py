@@ -72,14 +72,17 @@ def test_toy_seg_mean_iou(domain, bar):
     assert res["mean_iou"] >= bar, res
 
 
-# toy-t2i ships an intermediate checkpoint (2,000 steps) while it trains on: two of its bars are not met yet
-# (measured in data/models/toy-t2i/card.md: stated attributes 0.406, subject 0.910, CLIP beats shuffled 0.918).
+# toy-t2i ships an intermediate checkpoint (2,000 steps) while it trains on. Measured with eta = 1, as toy-ddpm's bars
+# are (data/models/toy-t2i/card.md: subject 0.980, CLIP beats shuffled 0.980, both met; every stated attribute
+# 0.688, not met: smiling and skin colour are the weak ones). With eta = 0 the colours suffer most (stated 0.406,
+# subject 0.910). Strict xfail: the test turns red the moment a retrained model meets the bar.
 T2I_NOT_YET = pytest.mark.xfail(strict=True, reason="toy-t2i is an intermediate checkpoint; see its model card")
 
 
 @pytest.fixture(scope="module")
 def t2i_quality(attr, clip):
-    return evaluate.t2i_quality(zoo.load("toy-t2i"), attr, clip, n=256, guidance_scale=5.0, num_inference_steps=50)
+    return evaluate.t2i_quality(zoo.load("toy-t2i"), attr, clip, n=256, guidance_scale=5.0, num_inference_steps=50,
+                                eta=1.0)
 
 
 @T2I_NOT_YET
@@ -87,7 +90,6 @@ def test_toy_t2i_draws_the_stated_attributes(t2i_quality):
     assert t2i_quality.stated_agree >= 0.85, t2i_quality
 
 
-@T2I_NOT_YET
 def test_toy_t2i_draws_the_stated_subject(t2i_quality):
     assert t2i_quality.subject_right >= 0.95, t2i_quality
 

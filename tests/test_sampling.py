@@ -111,3 +111,21 @@ def test_sample_rejects_bad_input():
     with pytest.raises(ValueError, match="noise"):
         sched.set_timesteps(10)
         sampling.ddim_step(torch.zeros(1, 3, 8, 8), sched.timesteps[0], torch.zeros(1, 3, 8, 8), sched, eta=0.5)
+
+
+def test_quality_samples_are_deterministic_and_eta_changes_them():
+    from diffnb import evaluate, zoo
+    bundle = zoo.load("toy-ddpm")
+    a, b = (evaluate.ddpm_samples(bundle, n=2, num_inference_steps=3, seed=5, eta=1.0) for _ in range(2))
+    c = evaluate.ddpm_samples(bundle, n=2, num_inference_steps=3, seed=5, eta=0.0)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_t2i_quality_counts_every_stated_attribute():
+    from diffnb import evaluate, world, zoo
+    q = evaluate.t2i_quality(zoo.load("toy-t2i"), zoo.load("toy-attr").model, zoo.load("toy-clip"), n=6,
+                             num_inference_steps=2, eta=1.0, batch_size=3)
+    assert q.eta == 1.0 and q.per_attribute["subject"][1] == 6
+    assert set(q.per_attribute) <= set(world.ATTRIBUTE_NAMES)
+    assert all(0.0 <= frac <= 1.0 for frac, _ in q.per_attribute.values())
