@@ -194,16 +194,15 @@ def t2i_quality(bundle, attr_model, clip_bundle, n: int = 256, guidance_scale: f
                                    num_inference_steps=num_inference_steps, eta=eta, generator=gen).images
                         for k in range(0, n, batch_size)])
     read = attr_model.predict(images).attributes()
-    stated = [world.parse_caption(c) for c in captions]
-    agree = [all(getattr(r, k) == v for k, v in s.items()) for r, s in zip(read, stated)]
-    subject = [r.subject == s["subject"] for r, s in zip(read, stated)]
+    # {stated attribute: does toy-attr read it?} per sample; every caption states its subject
+    matches = [{k: getattr(r, k) == v for k, v in world.parse_caption(c).items()} for r, c in zip(read, captions)]
+    per = {}
+    for m in matches:
+        for k, ok in m.items():
+            per.setdefault(k, []).append(ok)
     shuffled = captions[1:] + captions[:1]
     own = clip_score(clip_bundle.model, clip_bundle.tokenizer, images, captions)
     other = clip_score(clip_bundle.model, clip_bundle.tokenizer, images, shuffled)
-    per = {}
-    for r, st in zip(read, stated):
-        for k, v in st.items():
-            per.setdefault(k, []).append(getattr(r, k) == v)
-    return T2IQuality(n, guidance_scale, float(np.mean(agree)), float(np.mean(subject)),
-                      float((own > other).float().mean()), eta,
+    return T2IQuality(n, guidance_scale, float(np.mean([all(m.values()) for m in matches])),
+                      float(np.mean(per["subject"])), float((own > other).float().mean()), eta,
                       {k: (float(np.mean(v)), len(v)) for k, v in per.items()})
