@@ -18,7 +18,7 @@ TORCH_PINS = $(shell grep -E '^(torch|torchvision)==' $(LOCK))
 NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
               --nbval-sanitize-with=tests/nbval_sanitize.cfg
 
-.PHONY: venv install lab test bench notebooks lock clean distclean
+.PHONY: venv install lab test check bench notebook notebooks lock clean distclean
 
 venv install: $(STAMP)
 
@@ -47,10 +47,16 @@ test: $(STAMP)
 	  echo "nbval: no notebooks in notebooks/ yet, skipped"; \
 	fi
 
-# Maintainers: rebuild a notebook from its source (notebooks/build/nbNN.py), then execute every notebook in
-# place with normalised metadata so that the committed outputs are current and diffs stay small.
+# Maintainers: each notebook's source is the jupytext percent file notebooks/NN_name.py (edit that, not the .ipynb).
+#   make notebook NB=03   sync notebooks/03_*.ipynb from its source, execute it in place, normalise metadata
+#   make notebooks        the same for every notebook
+notebook: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make notebook NB=03 (the number of a notebook in notebooks/)" >&2; exit 2; }
+	@test -n "$(wildcard notebooks/$(NB)_*.py)" || { echo "no notebook source notebooks/$(NB)_*.py" >&2; exit 2; }
+	HF_HUB_OFFLINE=1 $(BIN)/python notebooks/build/execute.py $(wildcard notebooks/$(NB)_*.py)
+
 notebooks: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python notebooks/build/execute.py notebooks/*.ipynb
+	HF_HUB_OFFLINE=1 $(BIN)/python notebooks/build/execute.py $(wildcard notebooks/[0-9][0-9]_*.py)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m diffnb.bench $(BENCH_ARGS)

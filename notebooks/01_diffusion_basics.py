@@ -1,25 +1,16 @@
-"""Source of notebooks/01_diffusion_basics.ipynb (cells as plain text; `python notebooks/build/nb01.py` rewrites
-the notebook without outputs, then `make notebooks` executes it)."""
-import sys
-from pathlib import Path
+# %% [markdown]
+# # 01 · Diffusion basics
+#
+# **After this notebook you can** draw from the toy world that the whole course runs on, add noise to an image
+# with the forward process, train a tiny diffusion model, sample with DDPM and DDIM (and anything between them
+# through η), read the predicted clean image $\mathbf{P}_t$ and the direction $\mathbf{D}_t$ at every step, and
+# check a hand-written step against the `diffusers` scheduler to the fifth decimal.
+#
+# The maths follows §3.1 of Lundberg's thesis *Image Editing with Denoising Diffusion Models and Gradient
+# Guidance* (2023), which writes $\alpha_t$ for the cumulative product that DDIM calls $\bar\alpha_t$; the code
+# uses the unambiguous `alpha_bar`.
 
-sys.path.insert(0, str(Path(__file__).parent))
-from nbbuild import code, md, write  # noqa: E402
-
-cells = [
-md(r"""
-# 01 · Diffusion basics
-
-**After this notebook you can** draw from the toy world that the whole course runs on, add noise to an image
-with the forward process, train a tiny diffusion model, sample with DDPM and DDIM (and anything between them
-through η), read the predicted clean image $\mathbf{P}_t$ and the direction $\mathbf{D}_t$ at every step, and
-check a hand-written step against the `diffusers` scheduler to the fifth decimal.
-
-The maths follows §3.1 of Lundberg's thesis *Image Editing with Denoising Diffusion Models and Gradient
-Guidance* (2023), which writes $\alpha_t$ for the cumulative product that DDIM calls $\bar\alpha_t$; the code
-uses the unambiguous `alpha_bar`.
-"""),
-code(r"""
+# %%
 import time
 
 import matplotlib.pyplot as plt
@@ -28,13 +19,13 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from diffnb import evaluate, metrics, sampling, show, t2i, widgets, world, zoo
-"""),
-md(r"""
-## Settings
-Every knob of this notebook, passed explicitly to the functions that use it. `MODE = "real"` swaps the toy
-DDPM for `google/ddpm-celebahq-256` (a GPU and a 455 MB download; see the last section).
-"""),
-code(r"""
+
+# %% [markdown]
+# ## Settings
+# Every knob of this notebook, passed explicitly to the functions that use it. `MODE = "real"` swaps the toy
+# DDPM for `google/ddpm-celebahq-256` (a GPU and a 455 MB download; see the last section).
+
+# %%
 MODE = "toy"                 # "toy" (offline, CPU) or "real" (google/ddpm-celebahq-256, GPU + network)
 SEED = 0                     # every random draw below comes from a CPU torch.Generator seeded from this
 NUM_INFERENCE_STEPS = 50     # DDIM / DDPM sampling steps
@@ -43,51 +34,51 @@ N_SAMPLES = 16               # images per sampling run
 TRAIN_SECONDS = 40           # wall-clock budget of the live training demo
 DEVICE = zoo.get_device()
 MODEL = {"toy": "toy-ddpm", "real": "ddpm-celebahq"}[MODE]
-"""),
-md(r"""
-## 1. The toy world
-The stand-in for CelebA: 32×32 faces of people, cats and robots, drawn procedurally, so that every image comes
-with its attributes, a segmentation mask and a caption. It is deterministic (the same seed gives the same
-pixels) and endless.
-"""),
-code(r"""
+
+# %% [markdown]
+# ## 1. The toy world
+# The stand-in for CelebA: 32×32 faces of people, cats and robots, drawn procedurally, so that every image comes
+# with its attributes, a segmentation mask and a caption. It is deterministic (the same seed gives the same
+# pixels) and endless.
+
+# %%
 batch = world.sample(16, seed=SEED)
 show.rows([("images", batch.images), ("masks", show.mask_to_rgb(batch.masks))], nrow=8);
-"""),
-code(r"""
+
+# %%
 for c in batch.captions[:4]:
     print(c)
 print("mask classes:", ", ".join(world.MASK_CLASSES))
-"""),
-md(r"""
-Attributes can be fixed or changed on the same geometry, and the same faces exist in two more *domains*:
-`photo` (lighting, colour cast, blur and sensor noise: the "real photograph" no model is trained on) and
-`painting` (shifted palette and brush strokes: out of domain, like METFACES is for FFHQ).
-"""),
-code(r"""
+
+# %% [markdown]
+# Attributes can be fixed or changed on the same geometry, and the same faces exist in two more *domains*:
+# `photo` (lighting, colour cast, blur and sensor noise: the "real photograph" no model is trained on) and
+# `painting` (shifted palette and brush strokes: out of domain, like METFACES is for FFHQ).
+
+# %%
 cats = world.sample(8, seed=SEED + 1, subject="cat", eyes_open=True)
 show.rows([("cats", cats.images),
            ("same cats, eyes closed and a hat", world.with_attributes(cats, eyes_open=False, hat=True).images),
            ("photo", world.render(cats.attributes, seed=cats.seed, domain="photo").images),
            ("painting", world.render(cats.attributes, seed=cats.seed, domain="painting").images)], nrow=8);
-"""),
-code(r"""
+
+# %%
 # NBVAL_CHECK_OUTPUT
 again = world.sample(16, seed=SEED)
 print("same seed, same pixels:", torch.equal(again.images, batch.images))
 print("parsed caption:", world.parse_caption(batch.captions[0]) == {k: v for k, v in batch.attributes[0].as_dict().items()
       if k in world.parse_caption(batch.captions[0])})
-"""),
-md(r"""
-## 2. The forward process
-A noise schedule $\beta_1 < \dots < \beta_T$ with $\bar\alpha_t = \prod_{s\le t}(1-\beta_s)$ gives the noisy image
-in one jump (thesis Eq. 1):
 
-$$\mathbf{x}_t = \sqrt{\bar\alpha_t}\,\mathbf{x}_0 + \sqrt{1-\bar\alpha_t}\,\mathbf{n},\qquad \mathbf{n}\sim\mathcal N(\mathbf 0, \mathbf I).$$
+# %% [markdown]
+# ## 2. The forward process
+# A noise schedule $\beta_1 < \dots < \beta_T$ with $\bar\alpha_t = \prod_{s\le t}(1-\beta_s)$ gives the noisy image
+# in one jump (thesis Eq. 1):
+#
+# $$\mathbf{x}_t = \sqrt{\bar\alpha_t}\,\mathbf{x}_0 + \sqrt{1-\bar\alpha_t}\,\mathbf{n},\qquad \mathbf{n}\sim\mathcal N(\mathbf 0, \mathbf I).$$
+#
+# We use the linear schedule of DDPM ($\beta$ from $10^{-4}$ to $0.02$, $T = 1000$), as the CelebA-HQ DDPM does.
 
-We use the linear schedule of DDPM ($\beta$ from $10^{-4}$ to $0.02$, $T = 1000$), as the CelebA-HQ DDPM does.
-"""),
-code(r"""
+# %%
 scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
 alpha_bar = scheduler.alphas_cumprod
 x0 = batch.images[:1]
@@ -97,22 +88,22 @@ x_ts = torch.cat([alpha_bar[t] ** 0.5 * x0 + (1 - alpha_bar[t]) ** 0.5 * n for t
 fig, (a, b) = plt.subplots(1, 2, figsize=(9, 2.2), dpi=72, gridspec_kw={"width_ratios": [1, 2.6]})
 a.plot(alpha_bar); a.set_xlabel("t"); a.set_title(r"$\bar\alpha_t$", fontsize=10)
 show.grid(x_ts, nrow=8, ax=b, title="x_t at t = " + ", ".join(map(str, ts)));
-"""),
-code(r"""
+
+# %%
 # NBVAL_CHECK_OUTPUT
 t = torch.tensor(ts)
 ours = alpha_bar[t].view(-1, 1, 1, 1) ** 0.5 * x0 + (1 - alpha_bar[t]).view(-1, 1, 1, 1) ** 0.5 * n
 print("Eq. 1 equals scheduler.add_noise:", torch.allclose(ours, scheduler.add_noise(x0.repeat(8, 1, 1, 1), n.repeat(8, 1, 1, 1), t), atol=1e-6))
 print(f"alpha_bar at t = 0, 500, 999: {alpha_bar[0]:.4f}, {alpha_bar[500]:.4f}, {alpha_bar[999]:.6f}")
-"""),
-md(r"""
-## 3. Training a tiny DDPM, live
-The network $\epsilon_\theta(\mathbf{x}_t, t)$ learns to predict the noise $\mathbf n$ that made $\mathbf x_t$:
-minimise $\lVert \mathbf n - \epsilon_\theta(\sqrt{\bar\alpha_t}\mathbf x_0 + \sqrt{1-\bar\alpha_t}\mathbf n, t)\rVert^2$
-over random images, timesteps and noise. Here a very small `UNet2DModel` trains for `TRAIN_SECONDS` on this CPU:
-enough to watch the loss fall, far from enough for good pictures.
-"""),
-code(r"""
+
+# %% [markdown]
+# ## 3. Training a tiny DDPM, live
+# The network $\epsilon_\theta(\mathbf{x}_t, t)$ learns to predict the noise $\mathbf n$ that made $\mathbf x_t$:
+# minimise $\lVert \mathbf n - \epsilon_\theta(\sqrt{\bar\alpha_t}\mathbf x_0 + \sqrt{1-\bar\alpha_t}\mathbf n, t)\rVert^2$
+# over random images, timesteps and noise. Here a very small `UNet2DModel` trains for `TRAIN_SECONDS` on this CPU:
+# enough to watch the loss fall, far from enough for good pictures.
+
+# %%
 gen = torch.Generator().manual_seed(SEED)
 torch.manual_seed(SEED)
 tiny = UNet2DModel(sample_size=32, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
@@ -129,36 +120,37 @@ for data in world.stream(32, seed=SEED):
         break
 plt.figure(figsize=(5, 2), dpi=72); plt.plot(losses); plt.yscale("log"); plt.xlabel("step"); plt.ylabel("loss")
 plt.title(f"{sum(p.numel() for p in tiny.parameters()) / 1e3:.0f}k parameters, {step} steps", fontsize=10);
-"""),
-code(r"""
+
+# %%
 quick = sampling.sample(tiny, DDIMScheduler.from_config(scheduler.config), batch_size=8, num_inference_steps=25,
                         generator=torch.Generator().manual_seed(SEED))
 show.grid(quick.images, nrow=8, title=f"after {TRAIN_SECONDS} s of training");
-"""),
-md(r"""
-The loss has fallen by an order of magnitude, yet the samples are still noise: a small loss averaged over all
-$t$ is easy to reach on the nearly clean timesteps, while turning pure noise into a face needs the model to be
-right at *every* step of the chain. `toy-ddpm` is the same recipe with a 2.7M-parameter UNet trained for
-thousands of steps (its model card, printed below, gives the exact command, steps and minutes).
-"""),
-code(r"""
+
+# %% [markdown]
+# The loss has fallen by an order of magnitude, yet the samples are still noise: a small loss averaged over all
+# $t$ is easy to reach on the nearly clean timesteps, while turning pure noise into a face needs the model to be
+# right at *every* step of the chain. `toy-ddpm` is the same recipe with a 2.7M-parameter UNet trained for
+# thousands of steps (its model card, printed below, gives the exact command, steps and minutes).
+
+# %%
 ddpm = zoo.load(MODEL, device=DEVICE)
 print(ddpm.card.split("## Measured")[0] if ddpm.card else ddpm.source)
 print(f"parameters: {sum(p.numel() for p in ddpm.unet.parameters()) / 1e6:.2f}M")
-"""),
-md(r"""
-## 4. The reverse process: DDPM and DDIM
-One reverse step (thesis Eqs. 3-6, DDIM paper Eq. 12):
 
-$$\mathbf{x}_{t-1} = \sqrt{\bar\alpha_{t-1}}\,\mathbf{P}_t + \mathbf{D}_t + \sigma_t \mathbf{z}_t \qquad (3)$$
-$$\mathbf{P}_t = \frac{\mathbf{x}_t - \sqrt{1-\bar\alpha_t}\,\epsilon_\theta(\mathbf{x}_t)}{\sqrt{\bar\alpha_t}} \qquad (4)
-\qquad\qquad \mathbf{D}_t = \sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}\;\epsilon_\theta(\mathbf{x}_t) \qquad (5)$$
-$$\sigma_t = \eta\,\sqrt{\frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}}\sqrt{1-\frac{\bar\alpha_t}{\bar\alpha_{t-1}}} \qquad (6)$$
 
-$\mathbf P_t$ is the model's guess of the clean image, $\mathbf D_t$ points back towards $\mathbf x_t$. With
-$\eta = 0$ the step is deterministic (DDIM); with $\eta = 1$ it is the DDPM posterior.
-"""),
-code(r"""
+# %% [markdown]
+# ## 4. The reverse process: DDPM and DDIM
+# One reverse step (thesis Eqs. 3-6, DDIM paper Eq. 12):
+#
+# $$\mathbf{x}_{t-1} = \sqrt{\bar\alpha_{t-1}}\,\mathbf{P}_t + \mathbf{D}_t + \sigma_t \mathbf{z}_t \qquad (3)$$
+# $$\mathbf{P}_t = \frac{\mathbf{x}_t - \sqrt{1-\bar\alpha_t}\,\epsilon_\theta(\mathbf{x}_t)}{\sqrt{\bar\alpha_t}} \qquad (4)
+# \qquad\qquad \mathbf{D}_t = \sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}\;\epsilon_\theta(\mathbf{x}_t) \qquad (5)$$
+# $$\sigma_t = \eta\,\sqrt{\frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}}\sqrt{1-\frac{\bar\alpha_t}{\bar\alpha_{t-1}}} \qquad (6)$$
+#
+# $\mathbf P_t$ is the model's guess of the clean image, $\mathbf D_t$ points back towards $\mathbf x_t$. With
+# $\eta = 0$ the step is deterministic (DDIM); with $\eta = 1$ it is the DDPM posterior.
+
+# %%
 def draw(eta, steps, n=N_SAMPLES, seed=SEED):
     return sampling.sample(ddpm.unet, ddpm.scheduler, batch_size=n, num_inference_steps=steps, eta=eta,
                            generator=torch.Generator().manual_seed(seed), device=DEVICE).images
@@ -171,44 +163,44 @@ ancestral = sampling.sample(ddpm.unet, ddpm.ddpm_scheduler, batch_size=N_SAMPLES
                             generator=torch.Generator().manual_seed(SEED), device=DEVICE).images
 show.rows([(f"DDIM, η = 0, {NUM_INFERENCE_STEPS} steps ({seconds:.1f} s)", ddim), ("DDIM, η = 1", ddpm_like),
            ("DDPMScheduler (ancestral)", ancestral)], nrow=8);
-"""),
-md(r"""
-Move the sliders: η blends DDIM into DDPM, and fewer steps trade quality for speed. The same seed starts every
-picture from the same $\mathbf x_T$, so at η = 0 the faces stay the same people as the step count changes,
-while η > 0 injects fresh noise at every step and they drift. (Four images and at most 30 steps keep each redraw
-under a second on a laptop CPU; every setting you visit is cached.)
 
-η changes more than sharpness. Over 256 samples (toy-ddpm's card, written by `python -m diffnb.zoo install`),
-deterministic DDIM draws a white background for 4% of the images and a yellow one for 12%, where the world has 20%
-each; with η = 1 the same model draws 12.5% and 16%, and every attribute frequency comes within 10 points of the
-world's. The scheduler clips $\mathbf P_t$ to $[-1, 1]$, and at high noise that pulls a deterministic trajectory
-toward the middle of the palette; fresh noise at every step lets it recover. Exercise 5 measures it.
-"""),
-code(r"""
+# %% [markdown]
+# Move the sliders: η blends DDIM into DDPM, and fewer steps trade quality for speed. The same seed starts every
+# picture from the same $\mathbf x_T$, so at η = 0 the faces stay the same people as the step count changes,
+# while η > 0 injects fresh noise at every step and they drift. (Four images and at most 30 steps keep each redraw
+# under a second on a laptop CPU; every setting you visit is cached.)
+#
+# η changes more than sharpness. Over 256 samples (toy-ddpm's card, written by `python -m diffnb.zoo install`),
+# deterministic DDIM draws a white background for 4% of the images and a yellow one for 12%, where the world has 20%
+# each; with η = 1 the same model draws 12.5% and 16%, and every attribute frequency comes within 10 points of the
+# world's. The scheduler clips $\mathbf P_t$ to $[-1, 1]$, and at high noise that pulls a deterministic trajectory
+# toward the middle of the palette; fresh noise at every step lets it recover. Exercise 5 measures it.
+
+# %%
 # NBVAL_IGNORE_OUTPUT
 widgets.interactive_grid(lambda eta, steps: draw(eta, steps, n=4), nrow=4,
                          eta=widgets.slider(0.0, 1.0, 0.25, ETA, "η"),
                          steps=widgets.int_slider(5, 30, 5, 20, "steps"))
-"""),
-md(r"""
-## 5. $\mathbf P_t$ and $\mathbf D_t$ along the trajectory
-Early on, $\mathbf P_t$ is a blurry average face; the layout (subject, background) is settled early, details
-(eyes, mouth, glasses) late. $\mathbf D_t$ is the noise direction and shrinks to zero at the end.
-"""),
-code(r"""
+
+# %% [markdown]
+# ## 5. $\mathbf P_t$ and $\mathbf D_t$ along the trajectory
+# Early on, $\mathbf P_t$ is a blurry average face; the layout (subject, background) is settled early, details
+# (eyes, mouth, glasses) late. $\mathbf D_t$ is the noise direction and shrinks to zero at the end.
+
+# %%
 traj = sampling.sample(ddpm.unet, ddpm.scheduler, batch_size=1, num_inference_steps=NUM_INFERENCE_STEPS,
                        generator=torch.Generator().manual_seed(SEED + 3), return_trajectory=True, device=DEVICE).trajectory
 picked = [traj[int(i)] for i in torch.linspace(0, len(traj) - 1, 8).round()]
 show.rows([("x_t at t = " + ", ".join(str(s["t"]) for s in picked), torch.cat([s["x_t"] for s in picked])),
            ("P_t (Eq. 4)", torch.cat([s["pred_x0"] for s in picked])),
            ("D_t (Eq. 5, rescaled)", torch.cat([s["dir_xt"] / s["dir_xt"].abs().max() for s in picked]))], nrow=8);
-"""),
-md(r"""
-## 6. A hand-written step equals the library's
-`diffnb.sampling.ddim_step` is Eqs. 3-6 written out; `sample` above drives `diffusers`' `DDIMScheduler.step`.
-Run both from the same $\mathbf x_T$ with the same noise and compare.
-"""),
-code(r"""
+
+# %% [markdown]
+# ## 6. A hand-written step equals the library's
+# `diffnb.sampling.ddim_step` is Eqs. 3-6 written out; `sample` above drives `diffusers`' `DDIMScheduler.step`.
+# Run both from the same $\mathbf x_T$ with the same noise and compare.
+
+# %%
 # NBVAL_CHECK_OUTPUT
 sched = DDIMScheduler.from_config(ddpm.scheduler.config)
 sched.set_timesteps(NUM_INFERENCE_STEPS)
@@ -224,15 +216,15 @@ with torch.inference_mode():
         worst = max(worst, (ours.prev_sample - ref.prev_sample).abs().max().item())
         x = ref.prev_sample
 print(f"max |ours - diffusers| over {NUM_INFERENCE_STEPS} steps at η = 0.5 below 1e-5: {worst < 1e-5}")
-"""),
-md(r"""
-## 7. Meet the zoo
-The toy models each stand in for a real one. Every later notebook measures with them, so they are measured
-too: here live on fresh images, and on more images in their model cards and in `tests/test_quality.py`.
-The perceptual distance is LPIPS's formula computed by the `lpips` package over toy-attr's trunk (the real
-AlexNet trunk needs an ImageNet download); every table that uses it says "toy-LPIPS".
-"""),
-code(r"""
+
+# %% [markdown]
+# ## 7. Meet the zoo
+# The toy models each stand in for a real one. Every later notebook measures with them, so they are measured
+# too: here live on fresh images, and on more images in their model cards and in `tests/test_quality.py`.
+# The perceptual distance is LPIPS's formula computed by the `lpips` package over toy-attr's trunk (the real
+# AlexNet trunk needs an ImageNet download); every table that uses it says "toy-LPIPS".
+
+# %%
 attr = zoo.load("toy-attr", device=DEVICE)
 clip = zoo.load("toy-clip", device=DEVICE)
 seg = zoo.load("toy-seg", device=DEVICE)
@@ -267,41 +259,36 @@ rows = [("toy-ddpm", n_params(ddpm.unet), "google/ddpm-celebahq-256",
          f"closed eyes {d_closed:.3f} vs a 1-pixel shift {d_shift:.3f}")]
 for name, size, real, measured in rows:
     print(f"{name:10s} {size:>8s}  {real:42s} {measured}")
-"""),
-code(r"""
+
+# %%
 show.rows([("toy-t2i, one caption each (the first: " + asked.captions[0] + ")", drawn.images), ("toy-seg reads them as", show.mask_to_rgb(seg.model.predict(drawn.images)))], nrow=8)
 print("toy-attr reads the first DDIM samples as:")
 for c in [world.caption(a) for a in attr.model.predict(ddim[:4]).attributes()]:
     print(" ", c)
-"""),
-md(r"""
-## Summary
-- The toy world gives images with known attributes, masks and captions, in three domains.
-- The forward process jumps to any $t$ in one step (Eq. 1); training teaches $\epsilon_\theta$ to predict the noise.
-- One reverse step is $\sqrt{\bar\alpha_{t-1}}\mathbf P_t + \mathbf D_t + \sigma_t\mathbf z_t$ (Eqs. 3-6); η moves between
-  deterministic DDIM (η = 0) and DDPM (η = 1).
-- `diffnb.sampling.ddim_step` is that formula, and it equals `diffusers`' scheduler; from here on the course uses
-  the library's step.
 
-## Exercises
-1. Show numerically that `sampling.ddim_step(..., eta=1)` equals `sampling.ddpm_step` when clipping is off, and find
-   where they differ when `clip_sample=True`. Why?
-2. Plot $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$ for the linear and the `squaredcos_cap_v2` schedules. Which
-   spends more steps at low noise?
-3. Sample with 5, 10, 20 and 50 DDIM steps from the same $\mathbf x_T$ and measure how often toy-attr reads the same
-   attributes as at 50 steps.
-4. Train the tiny model for 5 minutes instead of 40 s. What appears first: colours, layout, or eyes?
-5. Measure the background frequencies of 256 toy-ddpm samples with `evaluate.ddpm_samples(ddpm, eta=...)` and
-   `evaluate.sample_quality` at η = 0, 0.5 and 1, then at η = 0 with `clip_sample=False` in the scheduler config.
-   Which setting draws white backgrounds as often as the world does, and what does turning clipping off cost?
-
-## Run it on the real models
-Set `MODE = "real"` in the settings cell on a machine with a GPU and network. `zoo.load("ddpm-celebahq")` then
-downloads `google/ddpm-celebahq-256` (455 MB) and every sampling cell runs unchanged at 256×256; the toy-world cells
-and toy-attr stay as they are (toy-attr reads only the toy world). Expect about 10 s per 50-step DDIM batch of 16
-on a recent GPU instead of the CPU numbers above.
-"""),
-]
-
-if __name__ == "__main__":
-    write(cells, Path(__file__).resolve().parent.parent / "01_diffusion_basics.ipynb")
+# %% [markdown]
+# ## Summary
+# - The toy world gives images with known attributes, masks and captions, in three domains.
+# - The forward process jumps to any $t$ in one step (Eq. 1); training teaches $\epsilon_\theta$ to predict the noise.
+# - One reverse step is $\sqrt{\bar\alpha_{t-1}}\mathbf P_t + \mathbf D_t + \sigma_t\mathbf z_t$ (Eqs. 3-6); η moves between
+#   deterministic DDIM (η = 0) and DDPM (η = 1).
+# - `diffnb.sampling.ddim_step` is that formula, and it equals `diffusers`' scheduler; from here on the course uses
+#   the library's step.
+#
+# ## Exercises
+# 1. Show numerically that `sampling.ddim_step(..., eta=1)` equals `sampling.ddpm_step` when clipping is off, and find
+#    where they differ when `clip_sample=True`. Why?
+# 2. Plot $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$ for the linear and the `squaredcos_cap_v2` schedules. Which
+#    spends more steps at low noise?
+# 3. Sample with 5, 10, 20 and 50 DDIM steps from the same $\mathbf x_T$ and measure how often toy-attr reads the same
+#    attributes as at 50 steps.
+# 4. Train the tiny model for 5 minutes instead of 40 s. What appears first: colours, layout, or eyes?
+# 5. Measure the background frequencies of 256 toy-ddpm samples with `evaluate.ddpm_samples(ddpm, eta=...)` and
+#    `evaluate.sample_quality` at η = 0, 0.5 and 1, then at η = 0 with `clip_sample=False` in the scheduler config.
+#    Which setting draws white backgrounds as often as the world does, and what does turning clipping off cost?
+#
+# ## Run it on the real models
+# Set `MODE = "real"` in the settings cell on a machine with a GPU and network. `zoo.load("ddpm-celebahq")` then
+# downloads `google/ddpm-celebahq-256` (455 MB) and every sampling cell runs unchanged at 256×256; the toy-world cells
+# and toy-attr stay as they are (toy-attr reads only the toy world). Expect about 10 s per 50-step DDIM batch of 16
+# on a recent GPU instead of the CPU numbers above.

@@ -1,0 +1,43 @@
+"""The committed notebooks: each is generated from its jupytext source and was executed top to bottom."""
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+IPYNB = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+
+
+def test_every_notebook_has_a_source_and_every_source_a_notebook():
+    assert [p.stem for p in IPYNB] == [p.stem for p in SOURCES], (
+        "notebooks/NN_name.py (the source) and notebooks/NN_name.ipynb must come in pairs; "
+        "run `make notebook NB=NN` to generate a missing notebook")
+
+
+@pytest.mark.parametrize("path", IPYNB, ids=lambda p: p.stem)
+def test_notebook_matches_its_source(path):
+    nb = nbformat.read(path, as_version=4)
+    src = jupytext.read(path.with_suffix(".py"))
+    cells = [(c.cell_type, c.source) for c in nb.cells]
+    wanted = [(c.cell_type, c.source) for c in src.cells]
+    differ = [i for i, (a, b) in enumerate(zip(cells, wanted)) if a != b]
+    assert len(cells) == len(wanted) and not differ, (
+        f"{path.name} is out of date with {path.with_suffix('.py').name} ({len(cells)} vs {len(wanted)} cells; "
+        f"first differing cell {differ[:1]}): edit the .py source, then run `make notebook NB={path.name[:2]}`")
+
+
+@pytest.mark.parametrize("path", IPYNB, ids=lambda p: p.stem)
+def test_notebook_outputs_come_from_one_run(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    counts = [c.execution_count for c in code]
+    assert counts == list(range(1, len(code) + 1)), (
+        f"{path.name}: execution counts {counts} are not 1..{len(code)}: the saved outputs are not from one "
+        f"top-to-bottom run; run `make notebook NB={path.name[:2]}`")
+    assert any(c.outputs for c in code), f"{path.name} has no saved outputs"
+    errors = [i for i, c in enumerate(nb.cells) for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{path.name}: cells {errors} saved an error"
+    ids = [c.get("id") for c in nb.cells]
+    assert len(set(ids)) == len(ids) and all(ids), f"{path.name}: cell ids are missing or repeated"
