@@ -206,3 +206,54 @@ def t2i_quality(bundle, attr_model, clip_bundle, n: int = 256, guidance_scale: f
     return T2IQuality(n, guidance_scale, float(np.mean([all(m.values()) for m in matches])),
                       float(np.mean(per["subject"])), float((own > other).float().mean()), eta,
                       {k: (float(np.mean(v)), len(v)) for k, v in per.items()})
+
+
+# ----------------------------------------------------------------------------------------------
+# toy-t2i: can its samples be edited by a word swap?
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class T2IEditability:
+    """Prompt-to-Prompt word swaps (attention.Replace) on generated images, read by toy-attr. A pair succeeds when
+    toy-attr reads the source's value of the swapped attribute in the unedited sample and the target's value in
+    the edit (both must hold: an edit of a sample that never showed the source proves nothing)."""
+    n: int
+    success: float                 # fraction of all pairs that succeed
+    per_kind: dict                 # kind ("colour", "attribute", "subject") -> success rate
+    source_right: float            # fraction whose unedited sample shows the source value
+    target_right: float            # fraction whose edit shows the target value
+    settings: dict = field(default_factory=dict)
+
+
+def _changed(source: str, target: str) -> dict:
+    """{attribute: (source value, target value)} for what a caption swap changes."""
+    a, b = world.parse_caption(source), world.parse_caption(target)
+    return {k: (a[k], b[k]) for k in a if k in b and a[k] != b[k]}
+
+
+@torch.no_grad()
+def t2i_editability(bundle, attr_model, n_per_kind: int = 10, seed: int = 0, guidance_scale: float = 5.0,
+                    num_inference_steps: int = 20, tau_c: float = 0.6, tau_s: float = 0.8) -> T2IEditability:
+    """Word swaps on generated samples at DDIM eta 0 (the sampler inversion-based editing needs), with notebook 06's
+    settings: 3 * n_per_kind caption pairs from editbench.edit_pairs (colour, binary-attribute and subject swaps of
+    full captions of fresh world images), one x_T per pair from a CPU generator seeded with `seed`."""
+    import numpy as np
+
+    from . import attention, editbench
+    pairs = editbench.edit_pairs(n_per_kind, seed=seed, domain="toy")
+    sources, targets = [p.source for p in pairs], [p.target for p in pairs]
+    ctrl = attention.Replace(bundle.tokenizer, sources, targets, tau_c=tau_c, tau_s=tau_s)
+    out = attention.edit(bundle, ctrl, guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
+                         generator=torch.Generator().manual_seed(seed))
+    read_src = attr_model.predict(out.source).attributes()
+    read_tgt = attr_model.predict(out.target).attributes()
+    src_ok, tgt_ok = [], []
+    for p, rs, rt in zip(pairs, read_src, read_tgt):
+        changed = _changed(p.source, p.target)
+        src_ok.append(all(getattr(rs, k) == v for k, (v, _) in changed.items()))
+        tgt_ok.append(all(getattr(rt, k) == v for k, (_, v) in changed.items()))
+    ok = np.array(src_ok) & np.array(tgt_ok)
+    kinds = np.array([p.kind for p in pairs])
+    return T2IEditability(len(pairs), float(ok.mean()), {k: float(ok[kinds == k].mean()) for k in editbench.KINDS},
+                          float(np.mean(src_ok)), float(np.mean(tgt_ok)),
+                          dict(guidance_scale=guidance_scale, num_inference_steps=num_inference_steps, tau_c=tau_c,
+                               tau_s=tau_s, eta=0.0, seed=seed))

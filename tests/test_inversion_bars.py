@@ -5,6 +5,8 @@ import torch
 
 from diffnb import inversion, metrics, world, zoo
 
+pytestmark = pytest.mark.slow
+
 GUIDANCE, STEPS, NULL_TEXT = 5.0, 25, dict(inner_steps=4, lr=5e-2)
 
 

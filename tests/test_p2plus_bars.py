@@ -5,6 +5,8 @@ import torch
 
 from diffnb import editbench as E, metrics, zoo
 
+pytestmark = pytest.mark.slow
+
 STEPS, GUIDANCE, TAU_C, TAU_S, TAU_U = 20, 5.0, 0.6, 0.8, 0.5   # the official code's τ defaults
 
 

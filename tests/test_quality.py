@@ -3,10 +3,12 @@ import pytest
 
 from diffnb import evaluate, world, zoo
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
-def attr():
-    return zoo.load("toy-attr").model
+def attr(attr_model):
+    return attr_model
 
 
 @pytest.mark.parametrize("domain,bar", [("toy", 0.98), ("photo", 0.90)])
@@ -42,8 +44,8 @@ def test_toy_ddpm_attribute_frequencies_match_world(ddpm_quality):
 
 
 @pytest.fixture(scope="module")
-def clip():
-    return zoo.load("toy-clip")
+def clip(clip_bundle):
+    return clip_bundle
 
 
 def test_toy_clip_caption_to_image_retrieval(clip):
@@ -72,27 +74,52 @@ def test_toy_seg_mean_iou(domain, bar):
     assert res["mean_iou"] >= bar, res
 
 
-# toy-t2i ships an intermediate checkpoint (2,000 steps) while it trains on. Measured with eta = 1, as toy-ddpm's bars
-# are (data/models/toy-t2i/card.md: subject 0.980, CLIP beats shuffled 0.980, both met; every stated attribute
-# 0.688, not met: smiling and skin colour are the weak ones). With eta = 0 the colours suffer most (stated 0.406,
-# subject 0.910). Strict xfail: the test turns red the moment a retrained model meets the bar.
-T2I_NOT_YET = pytest.mark.xfail(strict=True, reason="toy-t2i is an intermediate checkpoint; see its model card")
+# toy-t2i: issue 14's bars, on 256 random partial captions, 50 DDIM steps, guidance 5 (data/models/toy-t2i/card.md
+# has the numbers and what was tried for eta 0). T2I_MISSES lists the bars the shipped checkpoint does not meet yet,
+# with the measured value; each is a strict xfail, so the test turns red the moment a retrained model meets it.
+T2I_MISSES = {}
+
+
+def _t2i_bar(name):
+    reason = T2I_MISSES.get(name)
+    return pytest.mark.xfail(strict=True, reason=reason) if reason else []
+
+
+@pytest.mark.parametrize("name", [pytest.param("stated", marks=_t2i_bar("stated"))])
+def test_toy_t2i_draws_the_stated_attributes(t2i_quality_at, name):
+    q = t2i_quality_at(1.0)
+    assert q.stated_agree >= 0.85, f"eta 1: every stated attribute agrees on {q.stated_agree:.3f} < 0.85 ({q})"
+
+
+@pytest.mark.parametrize("attribute", [pytest.param(a, marks=_t2i_bar(a)) for a in world.ATTRIBUTE_NAMES])
+def test_toy_t2i_draws_each_stated_attribute(t2i_quality_at, attribute):
+    agree, times = t2i_quality_at(1.0).per_attribute[attribute]
+    assert agree >= 0.80, f"eta 1: toy-attr agrees with the stated {attribute} on {agree:.3f} of {times} < 0.80"
+
+
+def test_toy_t2i_draws_the_stated_subject(t2i_quality_at):
+    q = t2i_quality_at(1.0)
+    assert q.subject_right >= 0.95, f"eta 1: subject right on {q.subject_right:.3f} < 0.95"
+
+
+def test_toy_t2i_samples_match_their_own_caption_better_than_another(t2i_quality_at):
+    q = t2i_quality_at(1.0)
+    assert q.clip_beats_shuffled >= 0.90, f"eta 1: CLIP beats a shuffled caption on {q.clip_beats_shuffled:.3f} < 0.90"
+
+
+@pytest.mark.parametrize("name", [pytest.param("stated-eta0", marks=_t2i_bar("stated-eta0"))])
+def test_toy_t2i_deterministic_sampler_draws_the_stated_attributes(t2i_quality_at, name):
+    q = t2i_quality_at(0.0)
+    assert q.stated_agree >= 0.75, f"eta 0: every stated attribute agrees on {q.stated_agree:.3f} < 0.75 ({q})"
 
 
 @pytest.fixture(scope="module")
-def t2i_quality(attr, clip):
-    return evaluate.t2i_quality(zoo.load("toy-t2i"), attr, clip, n=256, guidance_scale=5.0, num_inference_steps=50,
-                                eta=1.0)
+def t2i_editability(attr):
+    return evaluate.t2i_editability(zoo.load("toy-t2i"), attr, n_per_kind=10, seed=0)
 
 
-@T2I_NOT_YET
-def test_toy_t2i_draws_the_stated_attributes(t2i_quality):
-    assert t2i_quality.stated_agree >= 0.85, t2i_quality
-
-
-def test_toy_t2i_draws_the_stated_subject(t2i_quality):
-    assert t2i_quality.subject_right >= 0.95, t2i_quality
-
-
-def test_toy_t2i_samples_match_their_own_caption_better_than_another(t2i_quality):
-    assert t2i_quality.clip_beats_shuffled >= 0.90, t2i_quality
+@pytest.mark.parametrize("name", [pytest.param("editability", marks=_t2i_bar("editability"))])
+def test_toy_t2i_word_swaps_succeed(t2i_editability, name):
+    e = t2i_editability
+    assert e.success >= 0.70, (f"P2P word swaps on generated images succeed on {e.success:.3f} of {e.n} < 0.70 "
+                               f"(per kind {e.per_kind})")

@@ -6,6 +6,8 @@ import torch
 
 from diffnb import attention, editbench, inversion, metrics, stylediffusion as S, zoo
 
+pytestmark = pytest.mark.slow
+
 STEPS, GUIDANCE = S.FULL_RUN["num_inference_steps"], S.FULL_RUN["guidance_scale"]
 
 
