@@ -77,7 +77,12 @@ def test_toy_seg_mean_iou(domain, bar):
 # toy-t2i: issue 14's bars, on 256 random partial captions, 50 DDIM steps, guidance 5 (data/models/toy-t2i/card.md
 # has the numbers and what was tried for eta 0). T2I_MISSES lists the bars the shipped checkpoint does not meet yet,
 # with the measured value; each is a strict xfail, so the test turns red the moment a retrained model meets it.
-T2I_MISSES = {}
+T2I_MISSES = {
+    "stated": "toy-t2i at 2,000 steps: every stated attribute agrees on 0.688 at eta 1 (card)",
+    "smiling": "toy-t2i at 2,000 steps: stated smiling agrees on 0.769 at eta 1 (card)",
+    "skin": "toy-t2i at 2,000 steps: stated skin colour agrees on 0.783 at eta 1 (card)",
+    "stated-eta0": "toy-t2i at 2,000 steps: every stated attribute agrees on 0.406 at eta 0 (card)",
+}
 
 
 def _t2i_bar(name):
