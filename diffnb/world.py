@@ -103,8 +103,16 @@ class WorldBatch:
 # ----------------------------------------------------------------------------------------------
 # Attributes
 # ----------------------------------------------------------------------------------------------
+def check_seed(seed) -> int:
+    """A seed is a non-negative integer (Python or numpy); 1.7 or True is refused rather than truncated."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 def sample_attributes(n: int, seed: int = 0, **fixed) -> list:
     """Draw n Attributes from the world's prior; keyword arguments fix attributes (e.g. hat=True)."""
+    check_seed(seed)
     check_attribute_names(fixed)
     Attributes(**{**Attributes().as_dict(), **fixed})  # validates the fixed values
     rng = np.random.default_rng([int(seed), 7])
@@ -358,6 +366,7 @@ def _apply_domain(x: np.ndarray, domain: str, rng: np.random.Generator) -> np.nd
 
 def render(attrs, seed: int = 0, domain: str = "toy") -> WorldBatch:
     """Draw one image per Attributes in `attrs` (deterministic from `seed`)."""
+    check_seed(seed)
     if domain not in DOMAINS:
         raise ValueError(f"unknown domain {domain!r}; accepted: {', '.join(DOMAINS)}")
     attrs = list(attrs)
