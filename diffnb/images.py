@@ -76,7 +76,7 @@ def _from_numpy(img: np.ndarray) -> np.ndarray:
 
 def _check_size(shape, where: str) -> None:
     if any(d == 0 for d in shape):
-        raise ValueError(f"{where} has an empty shape {tuple(shape)}: an image needs at least 1x1 pixels")
+        raise ValueError(f"{where} has an empty shape {tuple(shape)}: an image needs at least one channel and 1x1 pixels")
 
 
 def _hint_channels_last(shape) -> str:
@@ -97,7 +97,7 @@ def _one(img) -> torch.Tensor:
     if isinstance(img, np.ndarray):
         if img.ndim not in (2, 3):
             raise ValueError(f"a numpy image must be (H,W) or (H,W,C), got shape {img.shape}; accepted: {ACCEPTED}")
-        _check_size(img.shape[:2], "the numpy image")
+        _check_size(img.shape, "the numpy image")
         arr = _from_numpy(img)
         if arr.ndim == 2:
             arr = arr[..., None]
@@ -105,7 +105,7 @@ def _one(img) -> torch.Tensor:
     if isinstance(img, torch.Tensor):
         if img.ndim != 3:
             raise ValueError(f"expected a (C,H,W) tensor here, got shape {tuple(img.shape)}; accepted: {ACCEPTED}")
-        _check_size(img.shape[1:], "the tensor image")
+        _check_size(img.shape, "the tensor image")
         return img.float()
     raise TypeError(f"cannot read an image from {type(img).__name__}; accepted: {ACCEPTED}")
 
@@ -115,7 +115,7 @@ def to_tensor(images, size: int = 32, channels: int = 3) -> torch.Tensor:
     if isinstance(images, torch.Tensor) and images.ndim == 4:
         if images.shape[0] == 0:
             raise ValueError(f"got an empty batch of images (shape {tuple(images.shape)}); accepted: {ACCEPTED}")
-        _check_size(images.shape[2:], "the tensor images")
+        _check_size(images.shape[1:], "the tensor images")
         x = images.float()
     elif isinstance(images, np.ndarray) and images.ndim == 4:
         if images.shape[0] == 0:

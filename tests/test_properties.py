@@ -1,0 +1,155 @@
+"""Property-based tests (Hypothesis) over the public input checks: every call either succeeds with finite output of
+the right shape, or raises a ValueError / TypeError / FileNotFoundError whose message names what was wrong. An
+exception of any other type (from torch, diffusers, PIL or numpy) fails the test. 2,000 examples in all, bounded:
+tiny inputs and a zero noise predictor instead of a U-Net."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from diffnb import checks, images, sampling, toyclip, world, zoo
+
+SETTINGS = dict(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                derandomize=True)
+OURS = (ValueError, TypeError, FileNotFoundError)
+
+# ----------------------------------------------------------------------------------------------
+# images.to_tensor: arrays, PIL modes and sizes
+# ----------------------------------------------------------------------------------------------
+DTYPES = [np.uint8, np.uint16, np.float32, np.float64, np.int32, np.bool_]
+
+
+@st.composite
+def arrays(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    h, w = draw(st.integers(0, 12)), draw(st.integers(0, 12))
+    shape = (h, w) if draw(st.booleans()) else (h, w, draw(st.integers(1, 5)))
+    if dtype in (np.float32, np.float64):
+        lo = draw(st.sampled_from([0.0, -1.0, -300.0]))
+        hi = draw(st.sampled_from([1.0, 255.0, 1e6]))
+        arr = np.random.default_rng(draw(st.integers(0, 2**16))).uniform(lo, hi, shape).astype(dtype)
+        if arr.size and draw(st.booleans()):
+            arr.flat[0] = draw(st.sampled_from([math.nan, math.inf, -math.inf]))
+        return arr
+    if dtype == np.bool_:
+        return np.random.default_rng(draw(st.integers(0, 2**16))).random(shape) > 0.5
+    top = {np.uint8: 255, np.uint16: 65535, np.int32: 10**6}[dtype]
+    return np.random.default_rng(draw(st.integers(0, 2**16))).integers(0, top, shape).astype(dtype)
+
+
+def _check_image_output(x, n=1, size=32):
+    assert isinstance(x, torch.Tensor) and x.shape == (n, 3, size, size) and x.dtype == torch.float32
+    assert torch.isfinite(x).all() and x.min() >= -1 and x.max() <= 1
+
+
+@settings(**SETTINGS)
+@given(arrays())
+def test_numpy_images_are_read_or_refused_clearly(arr):
+    try:
+        x = images.to_tensor(arr)
+    except OURS as e:
+        assert any(w in str(e) for w in ("image", "channels", "numpy", "NaN")), str(e)
+        return
+    _check_image_output(x)
+
+
+MODES = ["1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "I;16", "I", "F", "YCbCr", "HSV"]
+
+
+@settings(**SETTINGS)
+@given(st.sampled_from(MODES), st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**16),
+       st.sampled_from([1.0, 255.0, 65535.0, 1e6]))
+def test_pil_images_of_any_mode_and_size_are_read_or_refused_clearly(mode, w, h, seed, top):
+    rng = np.random.default_rng(seed)
+    if mode in ("I", "F"):
+        im = Image.fromarray(rng.uniform(0, top, (h, w)).astype(np.float32 if mode == "F" else np.int32))
+    else:
+        im = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).convert(mode)
+    try:
+        x = images.to_tensor(im, size=16)
+    except OURS as e:
+        assert "range" in str(e) or "image" in str(e), str(e)
+        return
+    _check_image_output(x, size=16)
+
+
+@settings(**SETTINGS)
+@given(st.integers(0, 3), st.integers(0, 6), st.integers(0, 40), st.integers(0, 40),
+       st.sampled_from([1.0, 2.0, 255.0]), st.booleans())
+def test_tensor_images_of_any_shape_are_read_or_refused_clearly(ndim_extra, c, h, w, scale, nan):
+    shape = [c, h, w] if ndim_extra < 2 else [2, c, h, w]
+    if ndim_extra == 3:
+        shape = [h, w, c]
+    x = torch.rand(shape) * 2 * scale - scale
+    if nan and x.numel():
+        x.view(-1)[0] = math.nan
+    try:
+        out = images.to_tensor(x, size=8)
+    except OURS as e:
+        assert any(w in str(e) for w in ("image", "channels", "tensor", "NaN", "[-1, 1]")), str(e)
+        return
+    _check_image_output(out, n=out.shape[0], size=8)
+
+
+# ----------------------------------------------------------------------------------------------
+# Numbers and counts: Python, numpy and 0-d torch scalars, bools, NaN, inf, strings, None
+# ----------------------------------------------------------------------------------------------
+VALUES = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+                   st.none(), st.text(max_size=3),
+                   st.integers(-100, 100).map(np.int64), st.floats(-1e3, 1e3).map(np.float32),
+                   st.floats(-1e3, 1e3).map(torch.tensor), st.just(torch.zeros(2)), st.just(np.bool_(True)))
+
+
+@settings(**SETTINGS)
+@given(VALUES, VALUES, VALUES)
+def test_sampling_arguments_are_checked_before_any_work(batch_size, steps, eta):
+    eps_zero = lambda x, t: torch.zeros_like(x)   # noqa: E731 (a noise predictor without a U-Net)
+    from diffusers import DDIMScheduler
+    try:
+        out = sampling.sample(eps_zero, DDIMScheduler(num_train_timesteps=50), batch_size=batch_size,
+                              num_inference_steps=steps, eta=eta, image_shape=(3, 4, 4),
+                              generator=torch.Generator().manual_seed(0))
+    except OURS as e:
+        assert any(n in str(e) for n in ("batch_size", "num_inference_steps", "eta")), str(e)
+        return
+    assert out.images.shape[0] == int(batch_size) and torch.isfinite(out.images).all()
+    assert not isinstance(batch_size, (bool, np.bool_)) and not isinstance(steps, (bool, np.bool_))
+
+
+@settings(**SETTINGS)
+@given(VALUES)
+def test_number_and_count_checks_accept_scalars_and_name_the_argument(value):
+    for fn in (lambda v: checks.count("n_things", v), lambda v: checks.number("lambda_x", v, 0, 10)):
+        try:
+            out = fn(value)
+        except ValueError as e:
+            assert "n_things" in str(e) or "lambda_x" in str(e), str(e)
+            continue
+        assert isinstance(out, (int, float)) and math.isfinite(out) and not isinstance(value, (bool, str))
+
+
+# ----------------------------------------------------------------------------------------------
+# Prompts over and beyond the vocabulary
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tokenizer():
+    return zoo.load("toy-clip").tokenizer
+
+
+WORDS = sorted(world.vocabulary())
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(st.sampled_from(WORDS), st.text(min_size=1, max_size=6)), max_size=30))
+def test_prompts_are_tokenized_or_refused_with_the_vocabulary(tokenizer, words):
+    prompt = " ".join(words)
+    try:
+        enc = toyclip.tokenize(tokenizer, prompt)
+    except OURS as e:
+        assert "unknown word" in str(e) or "words" in str(e), str(e)
+        return
+    assert enc["input_ids"].shape == (1, tokenizer.model_max_length)
