@@ -35,8 +35,9 @@ $(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -c $(LOCK) -e ".[lab,test]"
 	touch $@
 
+# As root (a container) JupyterLab refuses to start without --allow-root; the URL with its token is printed either way.
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # Two test commands, split the way diffusers gates its slow tests:
 #   make test    the unit tests and every notebook under nbval (at most ~15 minutes): for students and contributors
