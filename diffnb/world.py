@@ -391,7 +391,13 @@ def render(attrs, seed: int = 0, domain: str = "toy") -> WorldBatch:
 
 
 def sample(n: int, seed: int = 0, domain: str = "toy", **fixed) -> WorldBatch:
-    """n random world images; keyword arguments fix attributes, e.g. sample(8, subject="cat", hat=True)."""
+    """n random world images; keyword arguments fix attributes, e.g. sample(8, subject="cat", hat=True).
+
+    A batch is the unit of determinism: the same n and seed give the same pixels in every process, but image i
+    depends on n as well as the seed (world.sample(4, seed=3).images[0] is not world.sample(1, seed=3).images[0]:
+    the geometry, palettes and photo-domain noise are drawn batch-wide). Per-image seeds would change every shipped
+    model's training stream and held-out sets, so this is documented rather than changed; to compare images across
+    runs, draw them with the same n and seed."""
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     return render(sample_attributes(n, seed=seed, **fixed), seed=seed, domain=domain)
