@@ -24,10 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import attention, inversion, t2i, toyclip, world
+from . import attention, attention_control, inversion, t2i, toyclip, world
 
 KINDS = ("colour", "attribute", "subject")
-binarise = attention.binarise   # the edited-word region and local blending share one thresholding
 METHODS = ("ddim", "sdedit", "p2p", "p2plus")
 METHOD_NAMES = {"ddim": "DDIM inversion + word swap", "sdedit": "SDEdit", "p2p": "Null-text + P2P",
                 "p2plus": "Null-text + P2Plus", "stylediffusion": "StyleDiffusion + P2Plus"}
@@ -158,57 +157,32 @@ def _images(pairs) -> torch.Tensor:
 
 
 def word_regions(bundle, pairs, num_inference_steps: int, threshold: float = 0.5):
-    """DDIM-invert the images under their captions (guidance 1) with an AttentionStore installed; return the
-    inversion and each edited word's cross-attention region (averaged over steps and 16x16 layers, upsampled,
-    `binarise`d) at image size."""
-    store = attention.AttentionStore()
-    store.begin(num_inference_steps)
+    """DDIM-invert the images under their captions (guidance 1) while recording attention
+    (`attention_control.invert_recording`); return the inversion and each edited word's cross-attention region
+    (averaged over steps and 16x16 layers, upsampled, `attention.binarise`d, as local blending thresholds) at
+    image size."""
     images, prompts = _images(pairs), [p.source for p in pairs]
-    with attention.controlled(bundle.unet, store):
-        inv = inversion.text_ddim_invert(bundle, images, prompts, num_inference_steps, guidance_scale=1.0)
-    maps = store.maps(16)         # the inversion never ends a step: every call is in slot 0, averaged over all
-
+    inv, store = attention_control.invert_recording(bundle, images, prompts, num_inference_steps)
+    maps = store.maps(16)
     region = torch.stack([maps[i, :, :, attention.token_index(bundle.tokenizer, p.source, p.word)].sum(-1)
                           for i, p in enumerate(pairs)]).unsqueeze(1)
     region = F.interpolate(region, size=(bundle.image_size, bundle.image_size), mode="bilinear", align_corners=False)
-    return inv, binarise(region, threshold)
+    return inv, attention.binarise(region, threshold)
 
 
-
-@torch.no_grad()
 def sdedit(bundle, images: torch.Tensor, prompts, strength: float = 0.5, guidance_scale: float = 5.0,
            num_inference_steps: int = 25, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """SDEdit (Meng et al. 2022): noise the image to t = strength * T (q(x_t | x_0)), then denoise with the
-    target prompt (DDIM, eta 0, guidance)."""
-    from diffusers.utils.torch_utils import randn_tensor
-    if not 0.0 < float(strength) <= 1.0:
-        raise ValueError(f"strength must be in (0, 1], got {strength!r}")
-    fwd = attention._scheduler(bundle, inverted=False)     # generation: the bundle's own DDIM (clips P_t on pixels)
-    fwd.set_timesteps(num_inference_steps)
-    start = num_inference_steps - max(1, round(strength * num_inference_steps))
-    timesteps = fwd.timesteps[start:]
-    dev = next(bundle.unet.parameters()).device
-    z0 = t2i.encode_image(bundle, images.to(dev))
-    noise = randn_tensor(z0.shape, generator=generator, device=torch.device("cpu")).to(dev)
-    x = fwd.add_noise(z0, noise, timesteps[:1].repeat(len(z0)))
-    cond = t2i.encode_prompt(bundle, prompts)
-    uncond = t2i.encode_prompt(bundle, [""] * len(prompts))
-    for t in timesteps:
-        x = fwd.step(t2i.guided_eps(bundle.unet, x, t, cond, uncond, guidance_scale), t, x).prev_sample
-    return t2i.decode(bundle, x).cpu()
+    """SDEdit (Meng et al. 2022), the Table 2 row: `t2i.sdedit` (noise the image to t = strength * T, then
+    denoise with the target prompt: DDIM, eta 0, guidance)."""
+    return t2i.sdedit(bundle, images, prompts, strength, guidance_scale, num_inference_steps, generator)
 
 
 @torch.no_grad()
 def ddim_word_swap(bundle, inv, prompts, guidance_scale: float = 5.0) -> torch.Tensor:
     """Sample from a guidance-1 DDIM inversion's x_T with the target prompt and guidance (no attention control)."""
-    fwd, _ = inversion.inversion_schedulers(bundle.scheduler)
-    fwd.set_timesteps(len(inv.timesteps))
-    dev = next(bundle.unet.parameters()).device
-    cond = t2i.encode_prompt(bundle, prompts)
-    uncond = t2i.encode_prompt(bundle, [""] * len(prompts))
-    x = inv.x_T.to(dev)
-    for t in fwd.timesteps:
-        x = fwd.step(t2i.guided_eps(bundle.unet, x, t, cond, uncond, guidance_scale), t, x).prev_sample
+    prompts = toyclip._as_prompts(prompts)
+    x = t2i.denoise(bundle, inv.x_T, t2i.encode_prompt(bundle, prompts), t2i.null_embedding(bundle, len(prompts)),
+                    guidance_scale, len(inv.timesteps), inverted=True)
     return t2i.decode(bundle, x).cpu()
 
 

@@ -1,6 +1,6 @@
 """Inverting an image into a diffusion model's noise: DDIM inversion (thesis Eq. 7) and edit-friendly DDPM
 inversion (thesis Eqs. 8-9, Huberman-Spiegelglas et al.). Both take any noise predictor: a diffusers
-UNet2DModel or a callable (x_t, t) -> eps (e.g. a text-conditioned model with guidance, see t2i.guided_eps).
+UNet2DModel or a callable (x_t, t) -> eps (e.g. a text-conditioned model with guidance, see t2i.cfg_eps).
 
     inv = ddim_invert(unet, scheduler, x0, num_inference_steps=50)           # inv.x_T, inv.latents
     x0_hat = ddim_reconstruct(unet, scheduler, inv.x_T, num_inference_steps=50)
@@ -14,8 +14,10 @@ from typing import Callable, Optional
 
 import torch
 
-from . import sampling
+from . import checks, sampling
+from .sampling import inversion_schedulers  # noqa: F401  (public here too: the schedulers inversion uses)
 from .t2i import check_guidance_scale
+from .tensorfile import read_safetensors, write_safetensors  # noqa: F401  (moved; kept importable from here)
 
 
 @dataclass
@@ -39,21 +41,7 @@ class InversionResult:
 def _check(x0: torch.Tensor, num_inference_steps, scheduler) -> None:
     if not isinstance(x0, torch.Tensor) or x0.ndim != 4:
         raise ValueError("x0 must be a (B, C, H, W) tensor; convert images with diffnb.images.to_tensor")
-    n = scheduler.config.num_train_timesteps
-    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= n:
-        raise ValueError(f"num_inference_steps must be an integer in [1, {n}], got {num_inference_steps!r}")
-
-
-def inversion_schedulers(scheduler):
-    """(DDIMScheduler, DDIMInverseScheduler) sharing `scheduler`'s betas, with clip_sample=False: clipping P_t
-    breaks the symmetry that inversion relies on (on toy-ddpm it raises the 50-step reconstruction MSE ~30x)."""
-    import inspect
-
-    from diffusers import DDIMInverseScheduler, DDIMScheduler
-    accepted = inspect.signature(DDIMInverseScheduler.__init__).parameters   # e.g. no variance_type
-    inverse_config = {k: v for k, v in scheduler.config.items() if k in accepted}
-    return (DDIMScheduler.from_config(scheduler.config, clip_sample=False),
-            DDIMInverseScheduler.from_config(inverse_config, clip_sample=False))
+    checks.num_inference_steps(num_inference_steps, scheduler.config.num_train_timesteps)
 
 
 def ddim_invert_step(eps: torch.Tensor, t: int, x: torch.Tensor, scheduler) -> torch.Tensor:
@@ -106,8 +94,7 @@ def edit_friendly_invert(model, scheduler, x0: torch.Tensor, num_inference_steps
     The last step has sigma = 0 when the scheduler sets alpha_bar to one there; its residual is kept as z with
     sigma 1 (a correction, not noise)."""
     _check(x0, num_inference_steps, scheduler)
-    if not 0.0 < eta <= 1.0:
-        raise ValueError(f"eta must be in (0, 1] for edit-friendly inversion, got {eta!r}")
+    checks.number("eta", eta, 0.0, 1.0, "for edit-friendly inversion", low_open=True)
     fwd, _ = inversion_schedulers(scheduler)
     fwd.set_timesteps(num_inference_steps)
     ts = [int(t) for t in fwd.timesteps]
@@ -154,26 +141,37 @@ def _text_setup(bundle, images, prompts, num_inference_steps):
     prompts = [prompts] * x0.shape[0] if isinstance(prompts, str) else list(prompts)
     if len(prompts) != x0.shape[0]:
         raise ValueError(f"give one prompt or one per image ({x0.shape[0]}), got {len(prompts)}")
-    dev = next(bundle.unet.parameters()).device
     with torch.no_grad():
-        z0 = t2i.encode_image(bundle, x0.to(dev))
-    cond, uncond = t2i.encode_prompt(bundle, prompts), t2i.encode_prompt(bundle, [""] * len(prompts))
+        z0 = t2i.encode_image(bundle, x0.to(t2i.device_of(bundle)))
+    cond, uncond = t2i.encode_prompt(bundle, prompts), t2i.null_embedding(bundle, len(prompts))
     _check(z0, num_inference_steps, bundle.scheduler)
     return z0, cond, uncond
 
 
 def text_ddim_invert(bundle, images, prompts, num_inference_steps: int = 50,
-                     guidance_scale: float = 1.0) -> InversionResult:
+                     guidance_scale: float = 1.0, controller=None) -> InversionResult:
     """DDIM inversion (Eq. 7) of images under a text-conditioned model with classifier-free guidance at
-    `guidance_scale` (1 = the conditional branch alone, what null-text inversion uses as its pivot)."""
+    `guidance_scale` (1 = the conditional branch alone, what null-text inversion uses as its pivot).
+
+    controller: an attention controller installed by the caller (see `attention_control.invert_recording`). Step
+    convention: the k-th UNet call of the inversion (low t first) is told it is sampling step i = n - 1 - k, the
+    step that later samples back over the same interval, so recorded maps line up with `t2i.denoise`'s steps."""
     import time
 
     from . import t2i
     check_guidance_scale(guidance_scale)
     z0, cond, uncond = _text_setup(bundle, images, prompts, num_inference_steps)
+    calls = []
+
+    def eps(x, t):
+        if controller is None:
+            return t2i.cfg_eps(bundle.unet, x, t, cond, uncond, guidance_scale)
+        calls.append(t)
+        step = t2i.ControlStep(num_inference_steps - len(calls), num_inference_steps, guidance_scale != 1.0)
+        with controller.at(step):
+            return t2i.cfg_eps(bundle.unet, x, t, cond, uncond, guidance_scale)
     start = time.perf_counter()
-    inv = ddim_invert(lambda x, t: t2i.guided_eps(bundle.unet, x, t, cond, uncond, guidance_scale),
-                      bundle.scheduler, z0, num_inference_steps)
+    inv = ddim_invert(eps, bundle.scheduler, z0, num_inference_steps)
     inv.cond, inv.guidance_scale, inv.seconds = cond.cpu(), float(guidance_scale), time.perf_counter() - start
     inv.null_embeddings = [uncond.cpu()] * num_inference_steps
     return inv
@@ -185,13 +183,7 @@ def text_reconstruct(bundle, inv: InversionResult, guidance_scale: Optional[floa
     embeddings, at `guidance_scale` (default: the scale the inversion was made for). Returns decoded images."""
     from . import t2i
     w = inv.guidance_scale if guidance_scale is None else guidance_scale
-    check_guidance_scale(w)
-    fwd, _ = inversion_schedulers(bundle.scheduler)
-    fwd.set_timesteps(len(inv.timesteps))
-    dev = next(bundle.unet.parameters()).device
-    x, cond = inv.x_T.to(dev), inv.cond.to(dev)
-    for t, null in zip(fwd.timesteps, inv.null_embeddings):
-        x = fwd.step(t2i.guided_eps(bundle.unet, x, t, cond, null.to(dev), w), t, x).prev_sample
+    x = t2i.denoise(bundle, inv.x_T, inv.cond, inv.null_embeddings, w, len(inv.timesteps), inverted=True)
     return t2i.decode(bundle, x).cpu()
 
 
@@ -207,23 +199,22 @@ def null_text_invert(bundle, images, prompts, num_inference_steps: int = 50, gui
 
     from . import t2i
     check_guidance_scale(guidance_scale)
-    if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
-        raise ValueError(f"inner_steps must be an integer >= 0, got {inner_steps!r}")
+    checks.count("inner_steps", inner_steps, minimum=0)
     start = time.perf_counter()
     pivot = text_ddim_invert(bundle, images, prompts, num_inference_steps, guidance_scale=1.0)
-    fwd, _ = inversion_schedulers(bundle.scheduler)
+    fwd = sampling.ddim_scheduler(bundle.scheduler, inverted=True)     # for the trial steps of the inner loop
     fwd.set_timesteps(num_inference_steps)
-    dev = next(bundle.unet.parameters()).device
+    dev = t2i.device_of(bundle)
     cond = pivot.cond.to(dev)
-    null = pivot.null_embeddings[0].to(dev).clone()
-    x = pivot.x_T.to(dev)
     targets = list(reversed(pivot.latents[:-1]))            # z*_{t-1} for each sampling step, high t first
-    nulls, losses = [], []
-    for t, target in zip(fwd.timesteps, targets):
-        target = target.to(dev)
+    nulls, losses = [pivot.null_embeddings[0].to(dev).clone()], []
+
+    def fit_null(i, t, x):
+        """Step i's null embedding: Adam on ||z_{t-1}(null) - z*_{t-1}||², from the previous step's."""
+        target = targets[i].to(dev)
         with torch.no_grad():
             eps_cond = bundle.unet(x, t, encoder_hidden_states=cond).sample
-        null = null.detach().clone().requires_grad_(True)    # a fresh tensor: Adam updates it in place
+        null = nulls[-1].to(dev).detach().clone().requires_grad_(True)   # a fresh tensor: Adam updates it in place
         opt = torch.optim.Adam([null], lr=lr)
         loss_value = float("nan")
         for _ in range(inner_steps):
@@ -238,10 +229,11 @@ def null_text_invert(bundle, images, prompts, num_inference_steps: int = 50, gui
             loss.backward()
             opt.step()
         null = null.detach()
-        with torch.no_grad():
-            x = fwd.step(t2i.guided_eps(bundle.unet, x, t, cond, null, guidance_scale), t, x).prev_sample
         nulls.append(null.clone().cpu())
         losses.append(loss_value)
+        return null
+    t2i.denoise(bundle, pivot.x_T, cond, fit_null, guidance_scale, num_inference_steps, inverted=True)
+    nulls = nulls[1:]
     return InversionResult("null-text", pivot.x_T, pivot.latents, pivot.timesteps, null_embeddings=nulls,
                            cond=pivot.cond, guidance_scale=float(guidance_scale), losses=losses,
                            seconds=time.perf_counter() - start)
@@ -260,26 +252,6 @@ def negative_prompt_invert(bundle, images, prompts, num_inference_steps: int = 5
     pivot.null_embeddings = [pivot.cond] * num_inference_steps
     pivot.seconds = time.perf_counter() - start
     return pivot
-
-
-def write_safetensors(tensors: dict, path, key: str, meta: dict, dtype: torch.dtype = torch.float16,
-                      per_step: tuple = ("net.", "null.", "att.")) -> None:
-    """Save `tensors` with `meta` as JSON under metadata[key]; tensors whose names start with `per_step` in `dtype`
-    (float16 halves the shipped files), the rest (x_T, c, E(x)) in float32. Shared by every saved inversion."""
-    import json
-
-    from safetensors.torch import save_file
-    save_file({k: v.detach().cpu().to(dtype if k.startswith(per_step) else torch.float32).contiguous()
-               for k, v in tensors.items()}, str(path), metadata={key: json.dumps(meta)})
-
-
-def read_safetensors(path, key: str):
-    """(meta, {name: float32 tensor}) from what `write_safetensors` wrote; nothing is unpickled."""
-    import json
-
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        return json.loads(f.metadata()[key]), {k: f.get_tensor(k).float() for k in f.keys()}
 
 
 def save(inv: InversionResult, path, dtype: torch.dtype = torch.float16) -> None:

@@ -29,7 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import attention, inversion, sampling, t2i
+from . import attention, attention_control, checks, inversion, sampling, t2i
+from .tensorfile import read_safetensors, write_safetensors
 
 FORMS = ("value", "film", "direct")
 LEARN = ("value", "key", "both")
@@ -46,17 +47,17 @@ class MappingNetwork(nn.Module):
     over that image's embedding width, with that image's statistics, in training and in use alike; here it is
     computed so (per image, `F.instance_norm`) with per-copy scale and shift."""
 
-    def __init__(self, n_in: int, length: int, form: str = "value", copies: int = 1):
+    def __init__(self, n_in: int, length: int, form: str = "value", copies: int = 1,
+                 generator: Optional[torch.Generator] = None):
         super().__init__()
         if form not in FORMS[:2]:
             raise ValueError(f"form must be one of {FORMS[:2]}, got {form!r}")
-        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
-            raise ValueError(f"copies must be a positive integer, got {copies!r}")
+        copies = checks.count("copies", copies)
         self.form, self.length, self.copies = form, length, copies
         n_out = length * (2 if form == "film" else 1)
-        self.w0 = nn.Parameter(torch.randn(copies, n_out, n_in) * 0.01)       # Conv0
-        self.w1 = nn.Parameter(torch.randn(copies, n_out, n_out) * 0.01)      # Conv1
-        self.w2 = nn.Parameter(torch.randn(copies, n_out, n_out) * 0.01)      # Conv2
+        self.w0 = nn.Parameter(torch.randn(copies, n_out, n_in, generator=generator) * 0.01)       # Conv0
+        self.w1 = nn.Parameter(torch.randn(copies, n_out, n_out, generator=generator) * 0.01)      # Conv1
+        self.w2 = nn.Parameter(torch.randn(copies, n_out, n_out, generator=generator) * 0.01)      # Conv2
         self.b0, self.b1, self.b2 = (nn.Parameter(torch.zeros(copies, n_out, 1)) for _ in range(3))
         self.bn_weight = nn.Parameter(torch.ones(copies, n_out, 1))           # BatchNorm's affine part
         self.bn_bias = nn.Parameter(torch.zeros(copies, n_out, 1))
@@ -87,41 +88,45 @@ def image_tokens(clip_bundle, images: torch.Tensor) -> torch.Tensor:
     return model.vision_model.post_layernorm(out.last_hidden_state)
 
 
-class ValueController(attention.AttentionController):
+class ValueController(attention_control.AttentionController):
     """Gives the conditional branch's cross-attention a learned value (or key) input while the step index is
-    below tau_v * T, and (record=True) records that branch's 16x16 cross-attention maps, with gradients, for L_att."""
+    below tau_v * T, and records that branch's 16x16 cross-attention maps, with gradients, into the step's `maps`
+    list when the loop passes one (for L_att).
 
-    def __init__(self, learn: str = "value", tau_v: float = 1.0, record: bool = True):
+    values: the learned input c̃_t, one tensor for every step or a list with one per step (steps past its end get
+    none); a step's own `value` (the loop's `ControlStep.value`, while M_t is trained) takes precedence.
+    caption: the caption's embedding c, the value input when only the key is learned."""
+
+    def __init__(self, learn: str = "value", tau_v: float = 1.0, values=None,
+                 caption: Optional[torch.Tensor] = None):
         if learn not in LEARN:
             raise ValueError(f"learn must be one of {LEARN}, got {learn!r}")
-        attention.check_tau(tau_v=tau_v)
-        self.learn, self.tau_v, self.record = learn, float(tau_v), bool(record)
-        self.embedding: Optional[torch.Tensor] = None   # (B, L, D) for the current step
-        self.caption: Optional[torch.Tensor] = None     # c, the caption's embedding
-        self.guided = True
-        self.maps: list = []
+        attention_control.check_tau(tau_v=tau_v)
+        self.learn, self.tau_v, self.values, self.caption = learn, float(tau_v), values, caption
 
-    def _cond(self, context):
-        b = self.embedding.shape[0]
-        return (context[:context.shape[0] - b], context[context.shape[0] - b:]) if self.guided else (context[:0], context)
+    def _value(self) -> Optional[torch.Tensor]:
+        if self.step.value is not None or self.values is None or isinstance(self.values, torch.Tensor):
+            return self.step.value if self.step.value is not None else self.values
+        return self.values[self.step.index] if self.step.index < len(self.values) else None
 
     def value_input(self, context, place_in_unet):
         """value: [uncond; c̃_t]. key: the keys come from c̃_t (passed as the UNet's context), the values stay the
         caption's: [uncond; c]. both: c̃_t for keys and values (the context as it is)."""
-        if self.embedding is None or self.learn == "both" or not self.active(self.tau_v):
+        value = self._value()
+        if value is None or self.learn == "both" or not self.active(self.tau_v):
             return context
-        uncond, _ = self._cond(context)
-        values = self.embedding if self.learn == "value" else self.caption
-        return torch.cat([uncond, values.to(context.dtype)])
+        uncond = context[:context.shape[0] - value.shape[0]] if self.step.uncond_branch else context[:0]
+        values = value if self.learn == "value" else self.caption
+        return torch.cat([uncond, values.to(context.device, context.dtype)])
 
     def needs_maps(self, is_cross, place_in_unet):
-        return is_cross and self.record
+        return is_cross and self.step.maps is not None
 
     def __call__(self, probs, is_cross, place_in_unet, heads=1):
-        if is_cross and self.record and probs.shape[1] == 256:
-            b = self.embedding.shape[0] if self.embedding is not None else probs.shape[0] // heads
+        if is_cross and self.step.maps is not None and probs.shape[1] == 256:
+            b = probs.shape[0] // heads // (2 if self.step.uncond_branch else 1)
             cond = probs[probs.shape[0] - b * heads:]
-            self.maps.append(cond.reshape(b, heads, *cond.shape[1:]).mean(1))
+            self.step.maps.append(cond.reshape(b, heads, *cond.shape[1:]).mean(1))
         return probs
 
 
@@ -159,98 +164,105 @@ def inner_iterations(i: int, scale: float = 10.0) -> int:
     return max(1, math.ceil(scale * math.exp(-0.1 * i)))
 
 
-def _guided(bundle, x, t, cond, uncond, w, ctrl, embedding):
-    """One guided noise prediction with the controller giving the conditional branch `embedding`."""
-    ctrl.embedding = embedding
-    key_cond = embedding if ctrl.learn in ("key", "both") and ctrl.active(ctrl.tau_v) else cond
-    return t2i.guided_eps(bundle.unet, x, t, key_cond, uncond, w)
-
-
-def invert(bundle, clip_bundle, images, prompts, num_inference_steps: int = 20, guidance_scale: float = 5.0,
-           form: str = "film", learn: str = "value", lambda_att: float = 1.0, iterations: float = 100.0,
-           lr: float = 1e-2, early_stop: float = 1e-5) -> StyleInversion:
-    """Alg. 1. DDIM-invert the images under their captions (guidance 1), recording the conditional cross-attention
-    maps â_t; then walk back from ẑ_T, training M_t at each step (starting from the previous step's weights) with
-    Adam (β1, β2) = (0, 0.999) and learning rate lr (1 - i/100) for inner_iterations(i) iterations on
-    L_rec + lambda_att L_att, each image stopping early once its L_rec < early_stop + i * 2 early_stop.
-    Every image has its own M_t (MappingNetwork copies), so a batch is that many separate inversions run together.
-    iterations=100 is the official schedule (100 iterations at the first step, 10 by the 23rd)."""
-    import copy
+def check_settings(form: str, learn: str, lambda_att, iterations, lr, early_stop) -> None:
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     if learn not in LEARN:
         raise ValueError(f"learn must be one of {LEARN}, got {learn!r}")
-    for name, value, lo in (("iterations", iterations, 1.0), ("lr", lr, 0.0), ("lambda_att", lambda_att, 0.0),
-                            ("early_stop", early_stop, 0.0)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= lo or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number >= {lo:g}{' (> 0)' if name == 'lr' else ''}, got {value!r}")
+    checks.number("iterations", iterations, 1.0)
+    checks.number("lr", lr, 0.0, note="(> 0)")
+    checks.number("lambda_att", lambda_att, 0.0)
+    checks.number("early_stop", early_stop, 0.0)
     if lr == 0:
         raise ValueError("lr must be > 0, got 0")
+
+
+def fit_step(bundle, ctrl: ValueController, net: nn.Module, tokens, cond, uncond, x, t, i: int, num_steps: int,
+             target, a_hat, guidance_scale: float, learn: str = "value", lambda_att: float = 1.0,
+             iterations: float = 100.0, lr: float = 1e-2, early_stop: float = 1e-5):
+    """Alg. 1's inner loop at sampling step i: train `net` (M_t, in place) so that one guided DDIM step from x with
+    its output lands on the pivot's `target` (L_rec) and keeps the pivot's maps `a_hat` (L_att). Adam (β1, β2) =
+    (0, 0.999) at lr (1 - i/100) for inner_iterations(i, iterations) iterations; each image stops early once its
+    L_rec < early_stop + i * 2 early_stop. Returns the final (L_rec, L_att), averaged over the images."""
+    scheduler = sampling.ddim_scheduler(bundle.scheduler, inverted=True)    # for the trial steps
+    scheduler.set_timesteps(num_steps)
+    # the unconditional branch does not depend on M_t: one UNet call per step, outside the inner loop
+    with ctrl.at(t2i.ControlStep(i, num_steps, uncond_branch=False)), torch.no_grad():
+        eps_uncond = bundle.unet(x, t, encoder_hidden_states=uncond).sample
+    opt = torch.optim.Adam(net.parameters(), lr=lr * (1 - i / 100), betas=(0.0, 0.999))
+    rec = att = float("nan")
+    for _ in range(inner_iterations(i, iterations)):
+        with torch.enable_grad():
+            e = net(tokens, cond)
+            maps = []                           # the conditional branch alone: no unconditional half
+            with ctrl.at(t2i.ControlStep(i, num_steps, uncond_branch=False, value=e, maps=maps)):
+                eps_cond = bundle.unet(x, t, encoder_hidden_states=e if learn in ("key", "both") else cond).sample
+            eps = sampling.classifier_free_guidance(eps_uncond, eps_cond, guidance_scale)
+            l_rec = (scheduler.step(eps, t, x).prev_sample - target).pow(2).flatten(1).mean(1)      # per image
+            l_att = ((torch.stack(maps).mean(0) - a_hat).pow(2).flatten(1).mean(1) if maps
+                     else torch.zeros(len(x), device=x.device))
+            # each image stops on its own once its L_rec is small enough; with beta1 = 0 a zero gradient
+            # is a zero Adam step, so a stopped image's network stays as it is
+            going = (l_rec >= early_stop + i * 2 * early_stop).float()
+            loss = ((l_rec + lambda_att * l_att) * going).sum()
+        rec, att = l_rec.mean().item(), l_att.mean().item()
+        if not going.any():
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return rec, att
+
+
+def pivot_with_maps(bundle, images, prompts, num_inference_steps: int):
+    """The DDIM inversion at guidance 1 (the pivot ẑ_t) and its conditional 16x16 cross-attention maps â_t, one
+    (B, 256, L) tensor per sampling step, high t first (`attention_control.invert_recording`)."""
+    pivot, store = attention_control.invert_recording(bundle, images, prompts, num_inference_steps)
+    return pivot, [store.maps(16, [i]).flatten(1, 2) for i in range(num_inference_steps)]
+
+
+def invert(bundle, clip_bundle, images, prompts, num_inference_steps: int = 20, guidance_scale: float = 5.0,
+           form: str = "film", learn: str = "value", lambda_att: float = 1.0, iterations: float = 100.0,
+           lr: float = 1e-2, early_stop: float = 1e-5, generator: Optional[torch.Generator] = None) -> StyleInversion:
+    """Alg. 1. DDIM-invert the images under their captions (guidance 1), recording the conditional cross-attention
+    maps â_t (`pivot_with_maps`); then walk back from ẑ_T with guided DDIM (`t2i.denoise`), training M_t before
+    each step (`fit_step`, starting from the previous step's weights) on L_rec + lambda_att L_att.
+    Every image has its own M_t (MappingNetwork copies), so a batch is that many separate inversions run together.
+    iterations=100 is the official schedule (100 iterations at the first step, 10 by the 23rd).
+    generator: draws the mapping network's initial weights (default: torch's global generator)."""
+    import copy
+    check_settings(form, learn, lambda_att, iterations, lr, early_stop)
     t2i.check_guidance_scale(guidance_scale)
     start = time.perf_counter()
-    store = attention.AttentionStore()
-    store.begin(num_inference_steps)
-    z0, cond, uncond = inversion._text_setup(bundle, images, prompts, num_inference_steps)
-    dev = next(bundle.unet.parameters()).device
-    with attention.controlled(bundle.unet, store), torch.no_grad():
-        def eps(x, t):
-            out = bundle.unet(x, t, encoder_hidden_states=cond).sample
-            store.end_step()
-            return out
-        pivot = inversion.ddim_invert(eps, bundle.scheduler, z0, num_inference_steps)
-    # store.cross[k] is inversion step k (low t first); the sampling step i (high t first) pairs with k = T-1-i
-    target_maps = [torch.stack([m for m in store.cross[k]["down"] + store.cross[k]["mid"] + store.cross[k]["up"]
-                                if m.shape[1] == 256]).mean(0) for k in range(num_inference_steps)][::-1]
+    n = num_inference_steps
+    pivot, target_maps = pivot_with_maps(bundle, images, prompts, n)
+    dev = t2i.device_of(bundle)
+    cond = pivot.cond.to(dev)
+    uncond = t2i.null_embedding(bundle, len(cond))
     tokens = image_tokens(clip_bundle, _as_images(bundle, images)).to(dev)
-    fwd, _ = inversion.inversion_schedulers(bundle.scheduler)
-    fwd.set_timesteps(num_inference_steps)
     targets = list(reversed(pivot.latents[:-1]))
     net = (DirectEmbedding(cond) if form == "direct" else
-           MappingNetwork(tokens.shape[1], cond.shape[1], form, copies=len(tokens))).to(dev)
-    ctrl = ValueController(learn)
-    ctrl.caption = cond
-    networks, losses = [], []
-    x = pivot.x_T.to(dev)
-    with attention.controlled(bundle.unet, ctrl):
-        ctrl.begin(num_inference_steps)
-        for i, (t, target) in enumerate(zip(fwd.timesteps, targets)):
-            target, a_hat = target.to(dev), target_maps[i].to(dev)
-            # the unconditional branch does not depend on M_t: one UNet call per step, outside the inner loop
-            ctrl.embedding, ctrl.record = None, False
-            with torch.no_grad():
-                eps_uncond = bundle.unet(x, t, encoder_hidden_states=uncond).sample
-            ctrl.record, ctrl.guided = True, False                   # the inner loop runs the conditional branch only
-            net = copy.deepcopy(net).train()
-            opt = torch.optim.Adam(net.parameters(), lr=lr * (1 - i / 100), betas=(0.0, 0.999))
-            rec = att = float("nan")
-            for _ in range(inner_iterations(i, iterations)):
-                ctrl.maps = []
-                with torch.enable_grad():
-                    e = net(tokens, cond)
-                    ctrl.embedding = e
-                    key = e if learn in ("key", "both") else cond
-                    eps_cond = bundle.unet(x, t, encoder_hidden_states=key).sample
-                    eps_ = sampling.classifier_free_guidance(eps_uncond, eps_cond, guidance_scale)
-                    l_rec = (fwd.step(eps_, t, x).prev_sample - target).pow(2).flatten(1).mean(1)      # per image
-                    l_att = ((torch.stack(ctrl.maps).mean(0) - a_hat).pow(2).flatten(1).mean(1) if ctrl.maps
-                             else torch.zeros(len(x), device=dev))
-                    # each image stops on its own once its L_rec is small enough; with beta1 = 0 a zero gradient
-                    # is a zero Adam step, so a stopped image's network stays as it is
-                    going = (l_rec >= early_stop + i * 2 * early_stop).float()
-                    loss = ((l_rec + lambda_att * l_att) * going).sum()
-                rec, att = l_rec.mean().item(), l_att.mean().item()
-                if not going.any():
-                    break
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            net.eval()
-            with torch.no_grad():
-                ctrl.maps, ctrl.guided = [], guidance_scale != 1.0
-                x = fwd.step(_guided(bundle, x, t, cond, uncond, guidance_scale, ctrl, net(tokens, cond)), t, x).prev_sample
-            networks.append(net)
-            losses.append((rec, att))
-            ctrl.end_step()
+           MappingNetwork(tokens.shape[1], cond.shape[1], form, copies=len(tokens), generator=generator)).to(dev)
+    networks, losses, learned = [], [], []
+    # learned[i] is appended once M_t is trained, so during step i's training the controller has no value of its
+    # own for step i (the unconditional call) and the trial values come with each call (ControlStep.value)
+    ctrl = ValueController(learn, values=learned, caption=cond)
+
+    def train_step(i, t, x):
+        """Train M_t for step i; return the step's key input (c̃_t when keys are learned, else c)."""
+        net = copy.deepcopy(networks[-1] if networks else networks_init).train()
+        losses.append(fit_step(bundle, ctrl, net, tokens, cond, uncond, x, t, i, n, targets[i].to(dev),
+                               target_maps[i].to(dev), guidance_scale, learn, lambda_att, iterations, lr, early_stop))
+        net.eval()
+        networks.append(net)
+        with torch.no_grad():
+            learned.append(net(tokens, cond))
+        return learned[i] if learn in ("key", "both") else cond
+    networks_init = net
+    with attention_control.controlled(bundle.unet, ctrl):
+        # the guided step records maps, as in training (the unfused attention path), and discards them
+        t2i.denoise(bundle, pivot.x_T, train_step, uncond, guidance_scale, n, inverted=True, controller=ctrl,
+                    step_inputs=lambda i: {"maps": []})
     return StyleInversion(networks, tokens, cond, pivot.x_T, pivot.timesteps, float(guidance_scale), form, learn,
                           losses, time.perf_counter() - start, [m.cpu() for m in target_maps])
 
@@ -289,24 +301,19 @@ def reconstruct_with_error(bundle, inv: StyleInversion, target_maps: Optional[li
 @torch.no_grad()
 def reconstruct(bundle, inv: StyleInversion, tau_v: float = 1.0, _maps: Optional[list] = None) -> torch.Tensor:
     """Guided DDIM from inv.x_T with the learned inputs for the first tau_v of the steps (the caption's after)."""
-    attention.check_tau(tau_v=tau_v)
-    ctrl = ValueController(inv.learn, tau_v, record=_maps is not None)
-    ctrl.guided, ctrl.caption = inv.guidance_scale != 1.0, inv.cond.to(next(bundle.unet.parameters()).device)
-    fwd, _ = inversion.inversion_schedulers(bundle.scheduler)
-    fwd.set_timesteps(inv.num_inference_steps)
-    dev = next(bundle.unet.parameters()).device
-    uncond = t2i.encode_prompt(bundle, [""] * inv.cond.shape[0])
-    x = inv.x_T.to(dev)
-    ctrl.begin(inv.num_inference_steps)
-    with attention.controlled(bundle.unet, ctrl):
-        for t, e in zip(fwd.timesteps, inv.embeddings()):
-            ctrl.maps = []
-            if not ctrl.active(tau_v):
-                e = inv.cond
-            x = fwd.step(_guided(bundle, x, t, inv.cond, uncond, inv.guidance_scale, ctrl, e), t, x).prev_sample
-            if _maps is not None:
-                _maps.append(torch.stack(ctrl.maps).mean(0).cpu())
-            ctrl.end_step()
+    attention_control.check_tau(tau_v=tau_v)
+    n = inv.num_inference_steps
+    learned = inv.embeddings()
+    ctrl = ValueController(inv.learn, tau_v, values=learned, caption=inv.cond.to(t2i.device_of(bundle)))
+    keys = inv.learn in ("key", "both")
+    cond = [learned[i] if keys and i < tau_v * n else inv.cond for i in range(n)]
+    buffers = [[] for _ in range(n)]
+    with attention_control.controlled(bundle.unet, ctrl):
+        x = t2i.denoise(bundle, inv.x_T, cond, t2i.null_embedding(bundle, inv.cond.shape[0]), inv.guidance_scale, n,
+                        inverted=True, controller=ctrl,
+                        step_inputs=None if _maps is None else (lambda i: {"maps": buffers[i]}))
+    if _maps is not None:
+        _maps.extend(torch.stack(b).mean(0).cpu() for b in buffers)
     return t2i.decode(bundle, x).cpu()
 
 
@@ -326,17 +333,16 @@ class StyleEdit(attention.Replace):
         self.tau_v = float(tau_v)
         self.learned = inv.embeddings()
 
-    def begin(self, num_steps: int) -> None:
-        if num_steps != len(self.learned):
+    def at(self, step):
+        if step.num_steps != len(self.learned):
             raise ValueError(f"the mapping networks were trained for {len(self.learned)} steps; edit with "
-                             f"num_inference_steps={len(self.learned)}, got {num_steps}")
-        super().begin(num_steps)
+                             f"num_inference_steps={len(self.learned)}, got {step.num_steps}")
+        return super().at(step)
 
     def value_input(self, context, place_in_unet):
-        P = self.num_pairs
-        branches = 2 if self.guided else 1
-        c = context.reshape(branches, P, 2, *context.shape[1:]).clone()
-        e = self.learned[self.cur_step].to(context.device, context.dtype)
+        branches = 2 if self.step.uncond_branch else 1
+        c = context.reshape(branches, self.num_pairs, 2, *context.shape[1:]).clone()
+        e = self.learned[self.step.index].to(context.device, context.dtype)
         c[branches - 1, :, 0] = e
         if self.active(self.tau_v):
             c[branches - 1, :, 1] = e
@@ -360,35 +366,25 @@ def p2plus_edit(bundle, inv: StyleInversion, pairs, tau_v: float = 0.6, tau_c: f
 @torch.no_grad()
 def sdedit(bundle, inv: StyleInversion, target_prompts, strength: float = 0.6) -> torch.Tensor:
     """StyleDiffusion + SDEdit (Fig. 18): retrace the inversion with the learned inputs from T down to the step
-    where SDEdit at `strength` starts (t = strength T), so the edit starts from the image's own noisy latent rather
-    than a random draw of q(x_t | x_0); then finish with the target caption (plain guided DDIM, keys and values from
-    the target caption)."""
+    where SDEdit at `strength` starts (`sampling.sdedit_start_index`, t = strength T), so the edit starts from the
+    image's own noisy latent rather than a random draw of q(x_t | x_0); then finish with the target caption (plain
+    guided DDIM, keys and values from the target caption)."""
     from .toyclip import _as_prompts
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 < strength <= 1.0:
-        raise ValueError(f"strength must be a number in (0, 1], got {strength!r}")
+    n = inv.num_inference_steps
+    switch = sampling.sdedit_start_index(n, strength)
     target_prompts = _as_prompts(target_prompts)
     if len(target_prompts) != inv.cond.shape[0]:
         raise ValueError(f"the inversion holds {inv.cond.shape[0]} images but {len(target_prompts)} target prompts were given")
-    n = inv.num_inference_steps
-    switch = n - max(1, round(strength * n))          # SDEdit's first step (as editbench.sdedit)
-    dev = next(bundle.unet.parameters()).device
+    dev = t2i.device_of(bundle)
     target = t2i.encode_prompt(bundle, target_prompts)
-    uncond = t2i.encode_prompt(bundle, [""] * len(target_prompts))
-    ctrl = ValueController(inv.learn, record=False)
-    ctrl.guided, ctrl.caption = inv.guidance_scale != 1.0, inv.cond.to(dev)
-    fwd, _ = inversion.inversion_schedulers(bundle.scheduler)
-    fwd.set_timesteps(n)
-    x = inv.x_T.to(dev)
-    ctrl.begin(n)
-    with attention.controlled(bundle.unet, ctrl):
-        for i, (t, e) in enumerate(zip(fwd.timesteps, inv.embeddings())):
-            if i < switch:
-                eps = _guided(bundle, x, t, ctrl.caption, uncond, inv.guidance_scale, ctrl, e.to(dev))
-            else:
-                ctrl.embedding = None
-                eps = t2i.guided_eps(bundle.unet, x, t, target, uncond, inv.guidance_scale)
-            x = fwd.step(eps, t, x).prev_sample
-            ctrl.end_step()
+    learned = inv.embeddings()
+    caption = inv.cond.to(dev)
+    ctrl = ValueController(inv.learn, values=learned[:switch], caption=caption)
+    keys = inv.learn in ("key", "both")
+    cond = [(learned[i] if keys else caption) if i < switch else target for i in range(n)]
+    with attention_control.controlled(bundle.unet, ctrl):
+        x = t2i.denoise(bundle, inv.x_T, cond, t2i.null_embedding(bundle, len(target_prompts)), inv.guidance_scale,
+                        n, inverted=True, controller=ctrl)
     return t2i.decode(bundle, x).cpu()
 
 
@@ -410,30 +406,18 @@ def swap_key_value(bundle, key_prompts, value_prompts, x_T: Optional[torch.Tenso
                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Fig. 4: sample with every cross-attention layer's *key* input from `key_prompts` and its *value* input
     from `value_prompts` (the unconditional branch untouched). Equal prompts give plain guided sampling."""
-    from diffusers.utils.torch_utils import randn_tensor
-
     from .toyclip import _as_prompts
     t2i.check_guidance_scale(guidance_scale)
     key_prompts, value_prompts = _as_prompts(key_prompts), _as_prompts(value_prompts)
     if len(key_prompts) != len(value_prompts):
         raise ValueError(f"give one value prompt per key prompt; got {len(key_prompts)} key prompts and "
                          f"{len(value_prompts)} value prompts")
-    if x_T is None:
-        x_T = randn_tensor((len(key_prompts), *t2i.latent_shape(bundle)), generator=generator, device=torch.device("cpu"))
-    attention._check_x_T(bundle, x_T, len(key_prompts))
-    dev = next(bundle.unet.parameters()).device
+    x_T = attention_control.draw_x_T(bundle, len(key_prompts), x_T, generator)
     keys, values = t2i.encode_prompt(bundle, key_prompts), t2i.encode_prompt(bundle, value_prompts)
-    uncond = t2i.encode_prompt(bundle, [""] * len(key_prompts))
-    ctrl = ValueController("value", record=False)
-    ctrl.guided, ctrl.caption, ctrl.embedding = guidance_scale != 1.0, keys, values
-    fwd = attention._scheduler(bundle, inverted=False)
-    fwd.set_timesteps(num_inference_steps)
-    ctrl.begin(num_inference_steps)
-    x = x_T.to(dev)
-    with attention.controlled(bundle.unet, ctrl):
-        for t in fwd.timesteps:
-            x = fwd.step(t2i.guided_eps(bundle.unet, x, t, keys, uncond, guidance_scale), t, x).prev_sample
-            ctrl.end_step()
+    ctrl = ValueController("value", values=values, caption=keys)
+    with attention_control.controlled(bundle.unet, ctrl):
+        x = t2i.denoise(bundle, x_T, keys, t2i.null_embedding(bundle, len(key_prompts)), guidance_scale,
+                        num_inference_steps, controller=ctrl)
     return t2i.decode(bundle, x).cpu()
 
 
@@ -450,12 +434,12 @@ def save(inv: StyleInversion, path, dtype: torch.dtype = torch.float16, maps: Op
         tensors.update({f"att.{i}": m[:maps] for i, m in enumerate(inv.target_maps)})
     meta = {"timesteps": [int(t) for t in inv.timesteps], "guidance_scale": inv.guidance_scale, "form": inv.form,
             "learn": inv.learn, "losses": inv.losses, "seconds": inv.seconds}
-    inversion.write_safetensors(tensors, path, "stylediffusion", meta, dtype)
+    write_safetensors(tensors, path, "stylediffusion", meta, dtype)
 
 
 def load(path) -> StyleInversion:
     """Read what `save` wrote (safetensors: nothing is unpickled)."""
-    meta, t = inversion.read_safetensors(path, "stylediffusion")
+    meta, t = read_safetensors(path, "stylediffusion")
     tokens, cond = t["tokens"], t["cond"]
     n = len(meta["timesteps"])
     networks = []

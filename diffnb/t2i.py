@@ -8,11 +8,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
-from . import sampling, toyclip
+from . import checks, sampling, toyclip
 
 
 @dataclass
@@ -27,6 +27,11 @@ class T2IBundle:
     image_size: int                 # pixels
     source: str
     card: str = ""
+
+
+def device_of(bundle) -> torch.device:
+    """The device of the bundle's denoising network."""
+    return next(bundle.unet.parameters()).device
 
 
 def latent_shape(bundle: T2IBundle) -> tuple:
@@ -57,37 +62,140 @@ def decode(bundle: T2IBundle, latents: torch.Tensor) -> torch.Tensor:
     return bundle.vae.decode(latents / bundle.vae.config.scaling_factor).sample.clamp(-1, 1)
 
 
-def guided_eps(unet, x_t: torch.Tensor, t, cond: torch.Tensor, uncond: torch.Tensor,
-               guidance_scale: float) -> torch.Tensor:
+def null_embedding(bundle: T2IBundle, batch_size: int) -> torch.Tensor:
+    """(batch_size, L, D): the embedding of the empty prompt "", the unconditional branch's context ∅ of
+    classifier-free guidance (what null-text inversion optimises)."""
+    return encode_prompt(bundle, [""] * batch_size)
+
+
+def cfg_eps(unet, x_t: torch.Tensor, t, cond: torch.Tensor, uncond: torch.Tensor,
+            guidance_scale: float) -> torch.Tensor:
     """Classifier-free guidance in one batched UNet call on [uncond; cond] (the order attention
-    processors see: the first half of the batch is the unconditional branch)."""
+    processors see: the first half of the batch is the unconditional branch). w = 1 is one call on cond."""
     if guidance_scale == 1.0:
         return unet(x_t, t, encoder_hidden_states=cond).sample
     eps = unet(torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
     eps_uncond, eps_cond = eps.chunk(2)
     eps = sampling.classifier_free_guidance(eps_uncond, eps_cond, guidance_scale)
     if not torch.isfinite(eps).all():
-        raise FloatingPointError(f"the guided noise prediction became NaN/inf at t = {int(t)} "
+        raise FloatingPointError(f"the classifier-free guided noise prediction became NaN/inf at t = {int(t)} "
                                  f"(guidance_scale = {guidance_scale}); use a smaller guidance scale")
     return eps
 
 
 def check_guidance_scale(guidance_scale) -> None:
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not 0 <= guidance_scale <= 50:
-        raise ValueError(f"guidance_scale must be a number in [0, 50], got {guidance_scale!r}")
+    checks.guidance_scale(guidance_scale)
+
+
+@dataclass(frozen=True)
+class ControlStep:
+    """What an attention controller needs to know about the UNet call it is inside, handed to it by the loop
+    (`controller.at(step)`), never set on it from outside.
+
+    index: the sampling step i, 0 for the noisiest (the τ windows compare i with τ · num_steps);
+    uncond_branch: the batch holds the unconditional branch first ([uncond; cond], guidance_scale != 1);
+    value: a value input for the conditional branch at this call (StyleDiffusion's c̃_t while it is trained);
+    maps: a list the controller appends this call's cross-attention maps to (kept with gradients), or None."""
+    index: int
+    num_steps: int
+    uncond_branch: bool = True
+    value: Optional[torch.Tensor] = None
+    maps: Optional[list] = None
+
+
+def _at_step(v, i, t, x):
+    """A per-step input: one tensor for every step, a list with one per step of the schedule, or a callable
+    (i, t, x_t) -> tensor."""
+    if isinstance(v, torch.Tensor):
+        return v
+    if isinstance(v, (list, tuple)):
+        return v[i]
+    return v(i, t, x)
+
+
+@torch.no_grad()
+def denoise(bundle: T2IBundle, x: torch.Tensor, cond, uncond, guidance_scale: float = 5.0,
+            num_inference_steps: int = 50, start_index: int = 0, end_index: Optional[int] = None,
+            inverted: bool = False, controller=None, step_inputs: Optional[Callable[[int], dict]] = None,
+            callback: Optional[Callable] = None) -> torch.Tensor:
+    """The text-conditioned DDIM loop (eta 0) with classifier-free guidance, from x at step index `start_index`
+    (x_T for 0) down to step `end_index` (default: x_0). Returns the latent, not decoded.
+
+    cond, uncond: the conditional and unconditional contexts, each one tensor, a list with one per step of the
+    schedule (null-text inversion's per-step null embeddings), or a callable (i, t, x_t) -> tensor.
+    inverted: x comes from an inversion, so DDIM runs without clipping P_t (`sampling.ddim_scheduler`).
+    controller: an attention controller installed on the UNet by the caller (`attention.controlled`); the loop
+    tells it which step each UNet call belongs to (`controller.at(ControlStep)`, extra fields from
+    `step_inputs(i)`) and passes x_{t-1} through `controller.step_callback` after each step.
+    callback(i, t, x_{t-1}) -> x_{t-1} or None, after each step.
+
+        x = t2i.denoise(bundle, x_T, t2i.encode_prompt(bundle, prompts), t2i.null_embedding(bundle, len(prompts)),
+                        guidance_scale=5.0, num_inference_steps=25)
+        images = t2i.decode(bundle, x)
+    """
+    check_guidance_scale(guidance_scale)
+    n = checks.num_inference_steps(num_inference_steps, bundle.scheduler.config.num_train_timesteps)
+    end_index = n if end_index is None else end_index
+    checks.step_index("start_index", start_index, n + 1)
+    checks.step_index("end_index", end_index, n + 1)
+    scheduler = sampling.ddim_scheduler(bundle.scheduler, inverted)
+    scheduler.set_timesteps(n)
+    dev = device_of(bundle)
+    x = x.to(dev)
+    for i in range(start_index, end_index):
+        t = scheduler.timesteps[i]
+        c, u = _at_step(cond, i, t, x).to(dev), _at_step(uncond, i, t, x).to(dev)
+        if controller is None:
+            x = scheduler.step(cfg_eps(bundle.unet, x, t, c, u, guidance_scale), t, x).prev_sample
+        else:
+            step = ControlStep(i, n, guidance_scale != 1.0, **(step_inputs(i) if step_inputs else {}))
+            with controller.at(step):
+                x = scheduler.step(cfg_eps(bundle.unet, x, t, c, u, guidance_scale), t, x).prev_sample
+                x = controller.step_callback(x)
+        if callback is not None:
+            y = callback(i, t, x)
+            x = x if y is None else y
+    return x
+
+
+@torch.no_grad()
+def sdedit(bundle: T2IBundle, images, prompts, strength: float = 0.5, guidance_scale: float = 5.0,
+           num_inference_steps: int = 25, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """SDEdit (Meng et al. 2022) under a text prompt: noise the images to the step where `strength` starts
+    (`sampling.noise_to_step`, t about strength * T), then denoise from there with the prompts (guided DDIM,
+    eta 0, the bundle's own clipping: this is generation). Returns decoded images in [-1, 1].
+
+        edited = t2i.sdedit(bundle, x0, ["a cat on a red background"] * len(x0), strength=0.6,
+                            generator=torch.Generator().manual_seed(0))
+    """
+    from .images import to_tensor
+    prompts = toyclip._as_prompts(prompts)
+    x0 = to_tensor(images, size=bundle.image_size)
+    if len(prompts) != len(x0):
+        raise ValueError(f"give one prompt per image ({len(x0)}), got {len(prompts)}")
+    k = sampling.sdedit_start_index(checks.num_inference_steps(num_inference_steps), strength)
+    scheduler = sampling.ddim_scheduler(bundle.scheduler)
+    scheduler.set_timesteps(num_inference_steps)
+    z0 = encode_image(bundle, x0.to(device_of(bundle)))
+    x = sampling.noise_to_step(scheduler, z0, k, generator)
+    x = denoise(bundle, x, encode_prompt(bundle, prompts), null_embedding(bundle, len(prompts)), guidance_scale,
+                num_inference_steps, start_index=k)
+    return decode(bundle, x).cpu()
 
 
 @torch.no_grad()
 def sample(bundle: T2IBundle, prompts, guidance_scale: float = 5.0, num_inference_steps: int = 50, eta: float = 0.0,
            generator: Optional[torch.Generator] = None, negative_prompt: str = "", x_T: Optional[torch.Tensor] = None,
            return_trajectory: bool = False) -> sampling.SamplingOutput:
-    """Sample one image per prompt with classifier-free guidance; returns decoded images in [-1, 1]."""
+    """Sample one image per prompt with classifier-free guidance; returns decoded images in [-1, 1]. Any eta and
+    the trajectory, through `sampling.sample` (the loop of the unconditional models); `denoise` is the eta-0 loop
+    that methods drive."""
     check_guidance_scale(guidance_scale)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     cond = encode_prompt(bundle, prompts)
     uncond = encode_prompt(bundle, [negative_prompt] * len(prompts))
-    dev = next(bundle.unet.parameters()).device
-    out = sampling.sample(lambda x, t: guided_eps(bundle.unet, x, t, cond, uncond, guidance_scale),
+    dev = device_of(bundle)
+    out = sampling.sample(lambda x, t: cfg_eps(bundle.unet, x, t, cond, uncond, guidance_scale),
                           bundle.scheduler, batch_size=len(prompts), num_inference_steps=num_inference_steps, eta=eta,
                           generator=generator, x_T=x_T, image_shape=latent_shape(bundle),
                           return_trajectory=return_trajectory, device=dev, clamp=bundle.vae is None)

@@ -45,7 +45,7 @@ def test_metrics_are_zero_for_identical_images_and_grow_with_change(attr):
 
 def test_binarise():
     m = torch.tensor([[[[0.03, 0.045], [0.05, 0.031]]]])
-    assert E.binarise(m, 0.5).tolist() == [[[[0.0, 1.0], [1.0, 0.0]]]]
+    assert attention.binarise(m, 0.5).tolist() == [[[[0.0, 1.0], [1.0, 0.0]]]]
 
 
 def test_sdedit_strength_and_bad_input():
