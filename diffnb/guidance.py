@@ -154,13 +154,18 @@ ATTRIBUTE_REGIONS = {"smiling": ("mouth",), "eyes_open": ("left_eye", "right_eye
                      "glasses": ("left_eye", "right_eye", "glasses"), "hat": ("hat", "hair")}
 
 
-def guidance_grad(model, x: torch.Tensor, t: int, a_t, fn: Callable, lam: torch.Tensor, mask=None):
-    """grad_x (lam * f(P_t(x))) and the scores: the one UNet call with gradients that every variant needs."""
+def guidance_grad(model, x: torch.Tensor, t: int, a_t, fn: Callable, lam: torch.Tensor, mask=None,
+                  return_eps: bool = False):
+    """grad_x (lam * f(P_t(x))) and the scores: the one UNet call with gradients that every variant needs.
+    With return_eps=True also the noise prediction eps_theta(x_t) of that call (detached), so a caller that
+    needs eps at x_t too (Eq. 13) makes no second UNet call."""
     with torch.enable_grad():
         x_req = x.detach().requires_grad_(True)
-        pred = sampling.pred_x0(x_req, sampling.predict_eps(model, x_req, t), a_t)
-        score = fn(pred, mask)
+        eps = sampling.predict_eps(model, x_req, t)
+        score = fn(sampling.pred_x0(x_req, eps, a_t), mask)
         grad, = torch.autograd.grad((lam.flatten() * score).sum(), x_req)
+    if return_eps:
+        return grad, score.detach(), eps.detach()
     return grad, score.detach()
 
 
@@ -200,8 +205,9 @@ def guided_sample(model, scheduler, fn: Callable, lam, t1: int, t2: int, batch_s
                   keep_pred_x0: bool = False, device=None) -> GuidanceResult:
     """Alg. 1 with a diffusers DDIMScheduler. mode="x" (the thesis): after each step whose index lies in
     [t1, t2), nudge x_{t-1} using P_{t-1} (one extra UNet call with gradients). mode="eps" (universal guidance,
-    Eq. 13): shift the noise prediction instead, eps_hat = eps + sqrt(1 - alpha_bar_t) grad_x(lam f(P_t)), using
-    the gradient the step already needs. eta = 1 is the thesis's default (DDPM-like). `lam` may be one number or
+    Eq. 13): shift the noise prediction instead, eps_hat = eps + sqrt(1 - alpha_bar_t) grad_x(lam f(P_t)); the
+    step's own UNet call is made with gradients and gives both eps and the gradient (one UNet forward per step,
+    plus a backward pass, where mode="x" makes two forwards on a guided step). eta = 1 is the thesis's default (DDPM-like). `lam` may be one number or
     one per image; `generator` a torch.Generator, a list of them, or an int seed (one generator per image)."""
     from diffusers.utils.torch_utils import randn_tensor
     if mode not in ("x", "eps"):
@@ -223,8 +229,9 @@ def guided_sample(model, scheduler, fn: Callable, lam, t1: int, t2: int, batch_s
     for i, t in enumerate(ts):
         if mode == "eps" and t1 <= i < t2:
             a_t = scheduler.alphas_cumprod[int(t)]
-            grad, s = guidance_grad(model, x, t, a_t, fn, lam, mask)
-            eps = sampling.predict_eps(model, x, t) + (1 - a_t) ** 0.5 * (grad if mask is None else grad * mask)
+            # one UNet call (with gradients) gives both eps_theta(x_t) and grad_x lam f(P_t): no second call
+            grad, s, eps = guidance_grad(model, x, t, a_t, fn, lam, mask, return_eps=True)
+            eps = eps + (1 - a_t) ** 0.5 * (grad if mask is None else grad * mask)
             scores.append((i, int(t), float(s.mean())))
         else:
             eps = sampling.predict_eps(model, x, t)
@@ -324,22 +331,33 @@ def _logits(attr_net, images) -> dict:
 def attribute_edits(model, scheduler, attr_net, attribute: str, target: bool = True, lam: float = 1.0,
                     t1: int = 12, t2: int = 25, n: int = 100, num_inference_steps: int = 25, eta: float = 1.0,
                     seg_net: Optional[torch.nn.Module] = None, only_lacking: bool = True, seed: int = 0,
-                    batch_size: int = 100, candidates: int = 400) -> AttributeEdit:
+                    batch_size: int = 100, candidates: int = 400,
+                    samples: Optional[torch.Tensor] = None, hold: Optional[str] = None,
+                    hold_weight: float = 0.2) -> AttributeEdit:
     """Sample images, keep the first `n` whose attribute differs from `target` (only_lacking) or the first n,
     and edit each from its own x_T and noise with AttributeLogit guidance, masked to ATTRIBUTE_REGIONS when a
-    segmentation net is given. Every image has its own generator, so results do not depend on batching."""
+    segmentation net is given. Every image has its own generator, so results do not depend on batching.
+    `samples`, if given, are the unguided samples of seeds seed, seed + 1, ... (as `guided_sample(...,
+    generator=seed)` draws them with the same steps and eta): they are used instead of sampling candidates again.
+    `hold` names a second binary attribute to hold at its value on the original with Eq. 17's regulariser
+    (weight `hold_weight`)."""
     fn = AttributeLogit(attr_net, attribute, target)
+    if hold is not None and (hold not in world.BINARY or hold == attribute):
+        raise ValueError(f"hold must be a binary attribute other than {attribute!r}; accepted: {', '.join(world.BINARY)}")
     j = world.BINARY.index(attribute)
     seeds, befores = [], []
+    if samples is not None:
+        candidates, batch_size = samples.shape[0], samples.shape[0]
     for start in range(seed, seed + candidates, batch_size):
         if len(seeds) >= n:
             break
-        base = guided_sample(model, scheduler, fn, 0.0, 0, 0, batch_size=batch_size,
-                             num_inference_steps=num_inference_steps, eta=eta, generator=start)
-        on = _logits(attr_net, base.images)["binary"][:, j] > 0
+        images = samples if samples is not None else guided_sample(
+            model, scheduler, fn, 0.0, 0, 0, batch_size=batch_size, num_inference_steps=num_inference_steps,
+            eta=eta, generator=start).images
+        on = _logits(attr_net, images)["binary"][:, j] > 0
         keep = [i for i in range(batch_size) if not only_lacking or bool(on[i]) != target]
         seeds += [start + i for i in keep]
-        befores.append(base.images[keep])
+        befores.append(images[keep])
     if len(seeds) < n:
         raise RuntimeError(f"only {len(seeds)} of {candidates} samples lack {attribute!r}; raise candidates")
     seeds, before = seeds[:n], torch.cat(befores)[:n]
@@ -348,7 +366,13 @@ def attribute_edits(model, scheduler, attr_net, attribute: str, target: bool = T
         chunk = seeds[k:k + batch_size]
         mask = region_mask(seg_net, before[k:k + batch_size], ATTRIBUTE_REGIONS[attribute]) if seg_net else None
         gens = [torch.Generator().manual_seed(s) for s in chunk]
-        afters.append(guided_sample(model, scheduler, fn, lam, t1, t2, batch_size=len(chunk),
+        chunk_fn = fn
+        if hold is not None:
+            g = AttributeLogit(attr_net, hold)
+            with torch.no_grad():
+                g_x0 = g.logit(before[k:k + batch_size].to(next(attr_net.parameters()).device))
+            chunk_fn = Regularised(fn, g, g_x0, keep=True, weight=hold_weight)
+        afters.append(guided_sample(model, scheduler, chunk_fn, lam, t1, t2, batch_size=len(chunk),
                                     num_inference_steps=num_inference_steps, eta=eta, mask=mask,
                                     generator=gens).images)
     after = torch.cat(afters)

@@ -3,6 +3,8 @@
     widgets.interactive_grid(draw, eta=widgets.slider(0.0, 1.0, 0.1, 0.0, "η"), steps=widgets.int_slider(5, 50, 5, 20, "steps"))
 
 `draw(**values)` returns (B, 3, H, W) images in [-1, 1]; results are cached so returning to a setting is instant.
+The cell also shows a static picture of the default position (an image/png output, at least `min_width` pixels
+wide), so a saved notebook reads on GitHub and nbviewer, where widgets do not render.
 """
 from __future__ import annotations
 
@@ -29,9 +31,19 @@ def _png(images, nrow: int, scale: int) -> bytes:
     return buf.getvalue()
 
 
-def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, **sliders):
-    """A column of sliders above an image that `draw(**slider values)` redraws in place. Returns the widget."""
+def static_picture(images, nrow: int, caption: str, min_width: int = 600):
+    """Display `images` as one PNG grid at least `min_width` pixels wide, under a one-line caption."""
+    from IPython.display import Image, Markdown, display
+    width = grid_array(images, nrow=nrow).shape[1]
+    display(Markdown(caption), Image(_png(images, nrow, max(1, -(-min_width // width)))))
+
+
+def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, static: bool = True, **sliders):
+    """A column of sliders above an image that `draw(**slider values)` redraws in place. Returns the widget.
+    With static=True (the default) the cell first displays a static picture of the sliders' default position."""
     import ipywidgets as w
+    if not sliders:
+        raise ValueError("interactive_grid needs at least one slider, e.g. eta=widgets.slider(0, 1, 0.1, 0, 'η')")
     cache = {}
     image = w.Image(format="png")
     status = w.Label()
@@ -45,6 +57,12 @@ def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, **sliders):
 
     for s in sliders.values():
         s.observe(update, names="value")
+    key = tuple((k, s.value) for k, s in sliders.items())
+    images = draw(**dict(key))
+    cache[key] = _png(images, nrow, scale)
+    if static:
+        static_picture(images, nrow, "Static picture of the default position (" +
+                       ", ".join(f"{k} = {v}" for k, v in key) + "); run the notebook to move the sliders.")
     update()
     return w.VBox([*sliders.values(), image, status])
 

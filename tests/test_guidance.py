@@ -108,3 +108,44 @@ def test_eq13_variant_and_eq19_edit(unet):
     redder = guidance.edit_ddpm_inverted(unet, sched(), inv, guidance.Colour(0, 1.0), 50.0, 0, 10)
     assert (same - x0.clamp(-1, 1)).abs().max() < 1e-4
     assert redder[:, 0].mean() > same[:, 0].mean()
+
+
+def test_eq13_makes_one_unet_call_per_step_and_alg1_one_more_per_guided_step(unet):
+    calls = []
+    hook = unet.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        for mode in ("eps", "x"):
+            calls.clear()
+            guidance.guided_sample(unet, sched(), guidance.Colour(0, 1.0), 5.0, 4, 10, batch_size=1,
+                                   num_inference_steps=10, generator=0, mode=mode)
+            if mode == "eps":
+                assert len(calls) == 10, f"Eq. 13 made {len(calls)} UNet calls for 10 steps, expected 10"
+            else:   # guided indices 4..9 nudge x_{t-1} with one more call each, except after the last step
+                assert len(calls) == 10 + 5, f"Alg. 1 made {len(calls)} UNet calls, expected 15"
+    finally:
+        hook.remove()
+
+
+def test_eq13_reuses_the_eps_of_its_gradient_call(unet):
+    """With lam = 0 the Eq. 13 path (eps from the call with gradients) gives the unguided sample exactly."""
+    plain = run(unet, guidance.Colour(0, 1.0), 0.0).images
+    eq13 = guidance.guided_sample(unet, sched(), guidance.Colour(0, 1.0), 0.0, 0, 10, batch_size=2,
+                                  num_inference_steps=10, eta=1.0, generator=torch.Generator().manual_seed(0),
+                                  mode="eps").images
+    torch.testing.assert_close(eq13, plain, atol=1e-6, rtol=0)
+
+
+def test_regulariser_gradient_holds_the_second_attribute():
+    """Eq. 17's term pulls g back towards its value on x_0 (its gradient opposes a drift), Eq. 18's away from -g_x0."""
+    net = AttributeClassifier().eval()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    g = guidance.AttributeLogit(net, "eyes_open")
+    g_x0 = g.logit(x).detach() - 1.0          # the image has drifted: g is now 1 above its value on x_0
+    zero = guidance.Colour(0, 0.0)
+    x_req = x.clone().requires_grad_(True)
+    reg = guidance.Regularised(lambda p, m=None: 0 * zero(p, m), g, g_x0, keep=True, weight=1.0)
+    grad, = torch.autograd.grad(reg(x_req).sum(), x_req)
+    x_req2 = x.clone().requires_grad_(True)
+    g_grad, = torch.autograd.grad(g.logit(x_req2).sum(), x_req2)
+    # descending the regulariser lowers g: its gradient points along +grad g (coefficient 2 * (g - g_x0) = 2 > 0)
+    assert (grad * g_grad).sum() > 0
