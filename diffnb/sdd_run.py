@@ -123,6 +123,7 @@ def card(run_dir: Path) -> str:
 
 def install(run_dir, root=None) -> Path:
     from . import zoo
+    from .maint.install import update_manifest
     root = Path(root or zoo.default_root())
     dest = root / NAME
     if dest.exists():
@@ -132,7 +133,7 @@ def install(run_dir, root=None) -> Path:
         shutil.copy2(f, dest / f.name)
     shutil.copy2(Path(run_dir) / "summary.json", dest / "summary.json")
     (dest / "card.md").write_text(card(Path(run_dir)))
-    zoo.update_manifest(NAME, root)
+    update_manifest(NAME, root)
     return dest
 
 

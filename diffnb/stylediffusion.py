@@ -493,7 +493,8 @@ def subset(inv: StyleInversion, index) -> StyleInversion:
 
 
 # ----------------------------------------------------------------------------------------------
-# The shipped full run (data/models/stylediffusion-photo): `python -m diffnb.stylediffusion`
+# The shipped full run (data/models/stylediffusion-photo): its settings; `python -m diffnb.stylediffusion`
+# (diffnb.maint.stylediffusion_run) recomputes it
 # ----------------------------------------------------------------------------------------------
 FULL_RUN = dict(num_inference_steps=20, guidance_scale=5.0, iterations=100.0, lr=1e-2,   # the official schedule
                 null_inner_steps=10, null_lr=1e-2,                                       # null-text's official
@@ -507,90 +508,13 @@ ABLATIONS = {"value": dict(form="value"), "direct": dict(form="direct"), "key": 
 
 
 def table3_images():
+    """The held-out photo images of Table 3 (the full run's, from its seed)."""
     from . import world
     return world.sample(FULL_RUN["table3_n"], seed=FULL_RUN["table3_seed"], domain="photo")
 
 
-def full_run(out_dir, variants=None) -> None:
-    """Recompute the shipped inversions into out_dir: about 40 minutes on a 2-core CPU. To ship them, copy the
-    .safetensors files into data/models/stylediffusion-photo, write its card (`--card`) and update the manifest
-    (`zoo.update_manifest("stylediffusion-photo")`)."""
-    from pathlib import Path
+if __name__ == "__main__":   # python -m diffnb.stylediffusion: the recipe lives with the maintainers
+    import sys
 
-    from . import editbench, zoo
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tti, clip = zoo.load("toy-t2i"), zoo.load("toy-clip")
-    cfg = FULL_RUN
-    common = dict(num_inference_steps=cfg["num_inference_steps"], guidance_scale=cfg["guidance_scale"])
-    sd = dict(common, iterations=cfg["iterations"], lr=cfg["lr"])
-    nt = dict(common, inner_steps=cfg["null_inner_steps"], lr=cfg["null_lr"])
-    t3 = table3_images()
-    a = cfg["ablation_n"]
-    partial = editbench.edit_pairs(cfg["partial_per_kind"], seed=cfg["partial_seed"], partial=True)
-    table2 = editbench.edit_pairs(cfg["table2_per_kind"], seed=cfg["table2_seed"])
-    # â_t is kept for the ablation images only (the ablations share them; the edits never need them)
-    jobs = {"film": lambda: save(invert(tti, clip, t3.images, t3.captions, **sd), out / "film.safetensors", maps=a),
-            "null-text": lambda: inversion.save(inversion.null_text_invert(tti, t3.images, t3.captions, **nt),
-                                                out / "null-text.safetensors"),
-            "null-text-lr5e-2": lambda: inversion.save(inversion.null_text_invert(
-                tti, t3.images, t3.captions, **{**nt, "lr": 5e-2}), out / "null-text-lr5e-2.safetensors")}
-    for name, kw in ABLATIONS.items():
-        jobs[name] = (lambda kw=kw, name=name: save(invert(tti, clip, t3.images[:a], t3.captions[:a], **{**sd, **kw}),
-                                                    out / f"{name}.safetensors", maps=0))
-    jobs["partial-film"] = lambda: save(invert(tti, clip, torch.stack([p.image for p in partial]),
-                                               [p.source for p in partial], **sd), out / "partial-film.safetensors", maps=0)
-    jobs["partial-null-text"] = lambda: inversion.save(inversion.null_text_invert(
-        tti, torch.stack([p.image for p in partial]), [p.source for p in partial], **nt), out / "partial-null-text.safetensors")
-    jobs["table2-film"] = lambda: save(invert(tti, clip, torch.stack([p.image for p in table2]),
-                                              [p.source for p in table2], **sd), out / "table2-film.safetensors", maps=0)
-    for name in variants or jobs:
-        t0 = time.perf_counter()
-        jobs[name]()
-        print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
-
-
-def card(folder) -> str:
-    """The model card of a full run in `folder`: the recipe, each file's compute time, and Table 3 measured."""
-    from pathlib import Path
-
-    from . import metrics, zoo
-    folder = Path(folder)
-    tti = zoo.load("toy-t2i")
-    x0 = table3_images().images
-    lines = ["# stylediffusion-photo", "",
-             "Notebook 05's full run: StyleDiffusion inversions (Alg. 1, mapping networks per image and step) and "
-             "null-text inversions of held-out `photo` images, on toy-t2i and toy-clip.", "",
-             "Recompute: `python -m diffnb.stylediffusion runs/stylediffusion-photo`, copy the .safetensors files here, "
-             "then `python -m diffnb.stylediffusion --card data/models/stylediffusion-photo` and "
-             "`python -c \"from diffnb import zoo; zoo.update_manifest('stylediffusion-photo')\"`.", "",
-             f"- settings: `{FULL_RUN}`", f"- ablations (on the first {FULL_RUN['ablation_n']} Table 3 images): `{ABLATIONS}`",
-             "", "| file | images | seconds (2-core CPU) | reconstruction PSNR / SSIM |", "| --- | --- | --- | --- |"]
-    for path in sorted(folder.glob("*.safetensors")):
-        if "null-text" in path.stem:
-            inv = inversion.load(path)
-            n = inv.x_T.shape[0]
-            rec = inversion.text_reconstruct(tti, inv) if n == len(x0) else None
-        else:
-            inv = load(path)
-            n = inv.x_T.shape[0]
-            rec = reconstruct(tti, inv) if path.stem in ("film", *ABLATIONS) else None
-        q = "–"
-        if rec is not None:
-            ref = x0[:n]
-            q = f"{metrics.psnr(ref, rec).mean():.2f} dB / {metrics.ssim(ref, rec).mean():.3f}"
-        lines.append(f"| {path.name} | {n} | {inv.seconds:.0f} | {q} |")
-    return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    import argparse
-    ap = argparse.ArgumentParser(description="Recompute notebook 05's shipped StyleDiffusion inversions")
-    ap.add_argument("out_dir")
-    ap.add_argument("--variants", nargs="*", default=None)
-    ap.add_argument("--card", action="store_true", help="only write out_dir/card.md from the files there")
-    args = ap.parse_args()
-    if args.card:
-        (__import__("pathlib").Path(args.out_dir) / "card.md").write_text(card(args.out_dir))
-    else:
-        full_run(args.out_dir, args.variants)
+    from diffnb.maint.stylediffusion_run import main
+    sys.exit(main())

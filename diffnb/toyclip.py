@@ -10,17 +10,13 @@ tokenizer check and the image size follow the objects passed in), so toy and rea
 """
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import images as images_mod
-from . import training, world
+from . import world
 
 BOS, EOS, UNK = "<|startoftext|>", "<|endoftext|>", "<unk>"
 MAX_LENGTH = 24                    # tokens, BOS and EOS included
@@ -170,7 +166,7 @@ def directional_similarity(model, tokenizer, img_a, img_b, text_a, text_b) -> to
 
 
 # ----------------------------------------------------------------------------------------------
-# Training (python -m diffnb.zoo train toy-clip)
+# The model's configuration (trained by diffnb.maint.clip_training: python -m diffnb.zoo train toy-clip)
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class ClipTrainConfig:
@@ -190,82 +186,16 @@ class ClipTrainConfig:
     heads: int = 4
     projection_dim: int = 64
     p_full_caption: float = 0.3       # fraction of full captions; the rest drop each attribute w.p. U(0, 1)
-    p_augment: float = 0.3            # fraction of images given training.augment's photometric augmentation
+    p_augment: float = 0.3            # fraction of images given the photometric augmentation (maint.fit.augment)
     twins: float = 0.5                # fraction of each batch that are hard negatives: an image with one
-                                      # binary attribute flipped (see training_pairs)
+                                      # binary attribute flipped (see maint.clip_training.training_pairs)
     save_every: int = 500
     log_every: int = 50
     num_threads: int = 0              # 0: leave torch's default
-
-
-def training_pairs(batch, n_twins: int, rng: np.random.Generator, p_full: float):
-    """(images (B + n_twins, 3, 32, 32), captions) for one contrastive step. Captions are full w.p. p_full,
-    else leave each attribute out with a probability drawn from U(0, 1) (world.caption's `drop`), so short
-    prompts like 'a cat with glasses' are common. The first n_twins images come again as hard negatives
-    with one binary attribute flipped (same geometry, world.render with the batch's seed); an image and its
-    twin leave the same attributes out, but never the flipped one."""
-    droppable = [n for n in world.ATTRIBUTE_NAMES if n != "subject"]
-    drops = []
-    for _ in batch.attributes:
-        p = -1.0 if rng.random() < p_full else rng.random()
-        drops.append([n for n in droppable if rng.random() < p])
-    flips = [world.BINARY[i] for i in rng.integers(len(world.BINARY), size=n_twins)]
-    twin_attrs = [replace(a, **{f: not getattr(a, f)}) for a, f in zip(batch.attributes, flips)]
-    twins = world.render(twin_attrs + batch.attributes[n_twins:], seed=batch.seed, domain=batch.domain)
-    drops = [[n for n in d if n != f] for d, f in zip(drops, flips)] + drops[n_twins:]
-    captions = [world.caption(a, drop=d) for a, d in zip(batch.attributes + twin_attrs, drops + drops[:n_twins])]
-    return torch.cat([batch.images, twins.images[:n_twins]]), captions
+    max_minutes: float = 0.0          # stop (and save) after this wall time; 0: run all `steps`
 
 
 def build_model(cfg: ClipTrainConfig, tokenizer):
     from transformers import CLIPModel
     return CLIPModel(clip_config(tokenizer, cfg.text_hidden, cfg.text_layers, cfg.vision_hidden,
                                  cfg.vision_layers, cfg.heads, cfg.projection_dim, cfg.patch_size))
-
-
-def train_clip(cfg: ClipTrainConfig, out_dir, progress: bool = True) -> training.TrainResult:
-    """Train toy-clip with CLIP's symmetric cross-entropy over in-batch pairs (CLIPModel(return_loss=True)).
-    Writes model.safetensors (fp16) + config.json, the tokenizer files and train_log.json into out_dir."""
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    tokenizer = build_tokenizer()
-    model = build_model(cfg, tokenizer).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warm = max(1, min(cfg.warmup, cfg.steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(
-        math.pi * min(1.0, max(0, s - warm) / max(1, cfg.steps - warm))))))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rng = np.random.default_rng([cfg.seed, 31])
-    n_twins = int(round(cfg.batch_size * cfg.twins))
-    data = world.stream(cfg.batch_size - n_twins, seed=cfg.seed + 3000)
-    tokenizer.save_pretrained(out_dir)
-    t0, losses, window = time.time(), [], []
-    for step in range(1, cfg.steps + 1):
-        x, captions = training_pairs(next(data), n_twins, rng, cfg.p_full_caption)
-        aug = torch.rand(len(x), generator=gen) < cfg.p_augment
-        if aug.any():
-            x = torch.where(aug.view(-1, 1, 1, 1), training.augment(x, gen), x)
-        enc = tokenize(tokenizer, captions)
-        loss = model(**enc, pixel_values=pixel_values(model, x), return_loss=True).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))       # as CLIP: temperature at most 100
-        window.append(loss.item())
-        if step % cfg.log_every == 0:
-            losses.append((step, sum(window) / len(window)))
-            window = []
-            if progress:
-                print(f"step {step} loss {losses[-1][1]:.4f} scale {model.logit_scale.exp().item():.1f} "
-                      f"min {(time.time() - t0) / 60:.1f}", flush=True)
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            training._save_half(model, out_dir)
-            training._write_log(out_dir, cfg, step, t0, losses)
-    return training.TrainResult("toy-clip", cfg.steps, (time.time() - t0) / 60,
-                                losses[-1][1] if losses else float("nan"), str(out_dir), losses)

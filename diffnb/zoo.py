@@ -8,15 +8,15 @@ never writes. Real models come from the Hugging Face hub by id, on a GPU, in rea
     python -m diffnb.zoo verify                   # check every toy model against the manifest
     python -m diffnb.zoo train toy-attr           # retrain into runs/toy-attr
     python -m diffnb.zoo install toy-attr runs/toy-attr   # measure, write the card, copy, update the manifest
+
+The command line, the trainers, the cards and the manifest writer are the maintainers' (diffnb.maint: cli,
+cards, install); this module is the registry the notebooks load from.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -311,80 +311,8 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
-# ------------------------------------------------------------------------------------------------
-# Maintainers: training, installing and describing the toy models
-# ------------------------------------------------------------------------------------------------
-def update_manifest(name: str, root: Optional[Path] = None) -> None:
-    """Record the sha256 of every file in data/models/<name> in the manifest."""
-    root = Path(root or default_root())
-    manifest = read_manifest(root) if (root / "manifest.json").is_file() else {}
-    manifest[name] = {"files": {rel: _sha256(root / name / rel) for rel in _files(root / name)}}
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+if __name__ == "__main__":   # python -m diffnb.zoo: the command line is the maintainers' (diffnb.maint.cli)
+    import sys
 
-
-def install(name: str, run_dir: Path, root: Optional[Path] = None, card: str = "") -> None:
-    """Copy a finished training run into data/models/<name>, write its card and update the manifest."""
-    root = Path(root or default_root())
-    dest = root / name
-    if dest.exists():
-        shutil.rmtree(dest)
-    keep = [f for f in _files(Path(run_dir)) if f.endswith((".json", ".safetensors"))
-            and not f.startswith("resume_state")]   # the optimiser-side state stays in runs/
-    for rel in keep:
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(Path(run_dir) / rel, dest / rel)
-    if card:
-        (dest / "card.md").write_text(card)
-    update_manifest(name, root)
-
-
-def _trainable() -> list:
-    from . import cards
-    return list(cards.TRAINERS)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m diffnb.zoo", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list")
-    v = sub.add_parser("verify")
-    v.add_argument("name", nargs="?")
-    t = sub.add_parser("train")
-    t.add_argument("name", choices=sorted(_trainable()))
-    t.add_argument("--steps", type=int, help="override the config's number of steps")
-    t.add_argument("--out", help="run folder (default runs/<name>)")
-    t.add_argument("--batch-size", type=int, help="override the config's batch size")
-    t.add_argument("--lr", type=float, help="override the config's learning rate")
-    t.add_argument("--device", help="cpu (default) or cuda")
-    t.add_argument("--workers", type=int, help="processes drawing world batches ahead (default 0)")
-    t.add_argument("--max-minutes", type=float, help="stop and save after this many minutes")
-    t.add_argument("--resume", action="store_true",
-                   help="continue the run in --out (toy-ddpm; copy data/models/toy-ddpm there to continue the shipped one)")
-    i = sub.add_parser("install")
-    i.add_argument("name", choices=sorted(_trainable()))
-    i.add_argument("run_dir")
-    i.add_argument("--note", default="", help="a paragraph appended to the card (e.g. how the run was shared)")
-    a = p.parse_args(argv)
-    if a.cmd == "list":
-        for n, d in TOY_MODELS.items():
-            print(f"{n:16s} toy   {d}")
-        for n, (hub, size, toy) in REAL_MODELS.items():
-            print(f"{n:16s} real  {hub} ({size}); toy stand-in: {toy}")
-    elif a.cmd == "verify":
-        for n in [a.name] if a.name else list(TOY_MODELS) + list(SHIPPED_RESULTS):
-            print(n, "ok", verify(n))
-    elif a.cmd == "train":
-        from . import cards
-        result = cards.train(a.name, steps=a.steps, out=a.out, resume=a.resume, batch_size=a.batch_size, lr=a.lr,
-                             device=a.device, workers=a.workers, max_minutes=a.max_minutes)
-        print(f"trained {result.name} for {result.steps} steps in {result.minutes:.1f} min into {result.out_dir}")
-    elif a.cmd == "install":
-        from . import cards
-        card = cards.write_card(a.name, Path(a.run_dir)) + (f"\n## Note\n\n{a.note}\n" if a.note else "")
-        install(a.name, Path(a.run_dir), card=card)
-        print(f"installed {a.name}; manifest updated")
-    return 0
-
-
-if __name__ == "__main__":
+    from diffnb.maint.cli import main
     sys.exit(main())

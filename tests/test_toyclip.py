@@ -99,9 +99,11 @@ def test_directional_similarity_and_its_gradient(tok, model):
 
 def test_two_training_steps_write_a_loadable_model(tmp_path):
     from transformers import CLIPModel, PreTrainedTokenizerFast
+
+    from diffnb.maint.clip_training import train_clip
     cfg = replace(toyclip.ClipTrainConfig(), steps=2, batch_size=8, text_hidden=32, vision_hidden=32,
                   text_layers=1, vision_layers=1)
-    result = toyclip.train_clip(cfg, tmp_path, progress=False)
+    result = train_clip(cfg, tmp_path, progress=False)
     assert result.steps == 2
     assert {"model.safetensors", "config.json", "tokenizer.json", "train_log.json"} <= {p.name for p in tmp_path.iterdir()}
     model = CLIPModel.from_pretrained(tmp_path, use_safetensors=True, dtype=torch.float32)

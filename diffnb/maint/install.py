@@ -1,0 +1,34 @@
+"""Installing a finished training run into data/models and writing the manifest (the sha256 of every file that
+`zoo.verify` checks before loading)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Optional
+
+from ..zoo import _files, _sha256, default_root, read_manifest
+
+
+def update_manifest(name: str, root: Optional[Path] = None) -> None:
+    """Record the sha256 of every file in data/models/<name> in the manifest."""
+    root = Path(root or default_root())
+    manifest = read_manifest(root) if (root / "manifest.json").is_file() else {}
+    manifest[name] = {"files": {rel: _sha256(root / name / rel) for rel in _files(root / name)}}
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def install(name: str, run_dir: Path, root: Optional[Path] = None, card: str = "") -> None:
+    """Copy a finished training run into data/models/<name>, write its card and update the manifest."""
+    root = Path(root or default_root())
+    dest = root / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    keep = [f for f in _files(Path(run_dir)) if f.endswith((".json", ".safetensors"))
+            and not f.startswith("resume_state")]   # the optimiser-side state stays in runs/
+    for rel in keep:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(run_dir) / rel, dest / rel)
+    if card:
+        (dest / "card.md").write_text(card)
+    update_manifest(name, root)
