@@ -13,11 +13,12 @@ from typing import Callable, Optional
 import torch
 
 from . import checks, sampling, toyclip
+from .devices import Bundle
 
 
 @dataclass
-class T2IBundle:
-    """A text-conditioned diffusion model and its parts."""
+class T2IBundle(Bundle):
+    """A text-conditioned diffusion model and its parts; `.to(device)` moves all of them."""
     name: str
     unet: torch.nn.Module           # diffusers UNet2DConditionModel
     text_encoder: torch.nn.Module   # transformers CLIPTextModel (frozen)

@@ -23,6 +23,8 @@ from typing import Optional
 
 import torch
 
+from .devices import Bundle, get_device, move  # noqa: F401  (get_device: the notebooks' zoo.get_device)
+
 TOY_MODELS = {
     "toy-ddpm": "unconditional UNet2DModel + DDPM/DDIM scheduler, trained on toy world images",
     "toy-attr": "small CNN reading every world attribute (4 binary, 4 categorical)",
@@ -50,7 +52,7 @@ def default_root() -> Path:
 
 
 @dataclass
-class DiffusionBundle:
+class DiffusionBundle(Bundle):
     """An unconditional pixel-space diffusion model."""
     name: str
     unet: torch.nn.Module          # diffusers UNet2DModel: (B,3,H,W), t -> .sample eps
@@ -62,7 +64,7 @@ class DiffusionBundle:
 
 
 @dataclass
-class ClassifierBundle:
+class ClassifierBundle(Bundle):
     """An attribute classifier (diffnb.classifiers.AttributeClassifier)."""
     name: str
     model: torch.nn.Module
@@ -71,7 +73,7 @@ class ClassifierBundle:
 
 
 @dataclass
-class ClipBundle:
+class ClipBundle(Bundle):
     """A CLIP model and its tokenizer (use them through diffnb.toyclip: tokenize, image_embeds, clip_score)."""
     name: str
     model: torch.nn.Module         # transformers CLIPModel
@@ -129,9 +131,47 @@ def _check_name(name: str) -> None:
                          f"real models: {', '.join(REAL_MODELS)}")
 
 
-def load(name: str, root: Optional[Path] = None, device: Optional[str] = None, dtype: torch.dtype = torch.float32):
-    """Load a toy model (checked against the manifest) or a real one (from the hub). Returns a bundle."""
+def load(name: str, root: Optional[Path] = None, device: Optional[str] = None, dtype: torch.dtype = torch.float32,
+         progress: bool = False):
+    """Load a toy model (checked against the manifest) or a real one (from the hub). Returns a bundle, moved as a
+    whole to `device` (every module it holds; a device that does not exist here is refused by name).
+    progress: show transformers' and diffusers' loading progress bars (off by default, so that saved notebook
+    outputs hold no stuck bars)."""
     _check_name(name)
+    if device is not None:
+        from .devices import check_device
+        check_device(device)
+    with _quiet_loading(not progress):
+        return _load(name, root, device, dtype)
+
+
+class _quiet_loading:
+    """Silence transformers' and diffusers' progress bars ("Loading weights", "Loading pipeline components") for
+    the duration, restoring their settings after."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def __enter__(self):
+        if not self.quiet:
+            return self
+        import diffusers.utils.logging as dlog
+        import transformers.utils.logging as tlog
+        self.previous = (tlog.is_progress_bar_enabled(), dlog.is_progress_bar_enabled())
+        tlog.disable_progress_bar()
+        dlog.disable_progress_bar()
+        return self
+
+    def __exit__(self, *exc):
+        if self.quiet:
+            import diffusers.utils.logging as dlog
+            import transformers.utils.logging as tlog
+            (tlog.enable_progress_bar if self.previous[0] else tlog.disable_progress_bar)()
+            (dlog.enable_progress_bar if self.previous[1] else dlog.disable_progress_bar)()
+        return False
+
+
+def _load(name, root, device, dtype):
     if name in REAL_MODELS:
         if name == "clip-attributes":
             from .zeroshot import REAL_PROMPTS, ZeroShotAttributes
@@ -244,9 +284,7 @@ def _load_real_t2i(name, device, dtype):
     bundle = T2IBundle(name, pipe.unet.eval().requires_grad_(False), pipe.text_encoder.eval().requires_grad_(False),
                        pipe.tokenizer, DDIMScheduler.from_config(pipe.scheduler.config), pipe.vae.eval().requires_grad_(False),
                        pipe.unet.config.sample_size * 8, hub_id)
-    if device is not None:
-        for m in (bundle.unet, bundle.text_encoder, bundle.vae):
-            m.to(device)
+    _to(bundle, device)
     return bundle
 
 
@@ -295,20 +333,9 @@ def _load_real(name, device, dtype):
 
 
 def _to(bundle, device):
-    if device is None:
-        return
-    for part in ("unet", "model"):
-        if hasattr(bundle, part):
-            getattr(bundle, part).to(device)
-
-
-def get_device() -> torch.device:
-    """The one place that picks a device: CUDA if present, else Apple MPS, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """Move the whole bundle (every module it holds) to `device`, when one is given."""
+    if device is not None:
+        move(bundle, device)
 
 
 if __name__ == "__main__":   # python -m diffnb.zoo: the command line is the maintainers' (diffnb.maint.cli)

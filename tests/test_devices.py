@@ -1,0 +1,44 @@
+"""Bundles move whole: every module a bundle holds goes to the device asked for, and a device that does not exist is
+refused by name with the devices that do."""
+import pytest
+import torch
+
+from diffnb import devices, t2i, zoo
+
+
+@pytest.mark.parametrize("name", list(zoo.TOY_MODELS))
+def test_every_toy_model_moves_whole_to_meta(name):
+    bundle = zoo.load(name, device="meta")
+    parts = devices.modules(bundle)
+    assert parts, f"{name}: the bundle holds no modules"
+    for part, module in parts.items():
+        tensors = list(module.parameters()) + list(module.buffers())
+        assert tensors and all(t.device.type == "meta" for t in tensors), \
+            f"{name}.{part}: {sorted({str(t.device) for t in tensors})}, not all on meta"
+
+
+def test_bundle_to_moves_the_text_encoder_too():
+    bundle = zoo.load("toy-t2i").to("meta")
+    assert bundle.device.type == "meta"
+    assert next(bundle.text_encoder.parameters()).device.type == "meta"
+
+
+def test_a_missing_device_is_named_with_the_available_ones():
+    with pytest.raises(ValueError, match=r"device 'cuda:64' does not exist here; available: cpu"):
+        zoo.load("toy-attr", device="cuda:64")
+    with pytest.raises(ValueError, match=r"'graphics' is not a device name; available here: cpu"):
+        zoo.load("toy-attr").to("graphics")
+
+
+@pytest.mark.skipif(devices.get_device().type == "cpu", reason="no CUDA or MPS device here")
+def test_toy_t2i_samples_on_an_accelerator():
+    """Notebooks 02, 05 and 06 pass device=DEVICE: the bundle and the inputs it is given live on that device."""
+    dev = devices.get_device()
+    bundle = zoo.load("toy-t2i", device=dev)
+    assert {p.device.type for m in devices.modules(bundle).values() for p in m.parameters()} == {dev.type}
+    out = t2i.sample(bundle, ["a smiling cat with glasses"], guidance_scale=5.0, num_inference_steps=3,
+                     generator=torch.Generator().manual_seed(0))
+    assert out.images.shape == (1, 3, 32, 32) and torch.isfinite(out.images).all()
+    x = t2i.denoise(bundle, out.x_T.to(dev), t2i.encode_prompt(bundle, ["a cat"]), t2i.null_embedding(bundle, 1),
+                    5.0, 3)
+    assert x.device.type == dev.type
