@@ -67,7 +67,9 @@ def curves_json(curves: dict) -> dict:
             "N_bar": c.N_bar.mean(0).tolist(), "official_H_mean": c.H["official"].mean(0).tolist()}
 
 
-def full_run(out_dir, cfg: FullRunConfig = None, progress: bool = True) -> dict:
+def full_run(out_dir, cfg: FullRunConfig = None, progress: bool = True, edits=None) -> dict:
+    """HQS curves and the Table 3 manipulators for `edits` (default: all of sdd_eval.EDITS), one
+    summary_<edit>.json per edit in out_dir (`merge_summaries` joins them; several processes may share out_dir)."""
     from . import metrics, zoo
     cfg = cfg or FullRunConfig()
     out = Path(out_dir)
@@ -77,7 +79,9 @@ def full_run(out_dir, cfg: FullRunConfig = None, progress: bool = True) -> dict:
     images = world.sample(cfg.n_images, seed=cfg.image_seed, subject="person").images
     t0 = time.time()
     summary = {"config": asdict(cfg), "edits": {}}
-    for edit, (_, target, _, _) in sdd_eval.EDITS.items():
+    for edit in edits or list(sdd_eval.EDITS):
+        target = sdd_eval.check_edit(edit)[1]
+        t_edit = time.time()
         curves = sdd.hqs_curves(bundle, images, target, cfg.grid, cfg.distill.guidance_scale,
                                 torch.Generator().manual_seed(cfg.image_seed), forms=("sds",))
         entry = {"prompt": target, "curves": curves_json(curves), "strategies": {}}
@@ -91,14 +95,36 @@ def full_run(out_dir, cfg: FullRunConfig = None, progress: bool = True) -> dict:
                 print(f"{edit} / {strategy}: |S| = {len(S)}, {m.seconds:.0f} s ({(time.time() - t0) / 60:.1f} min)",
                       flush=True)
         summary["edits"][edit] = entry
+        entry["minutes"] = (time.time() - t_edit) / 60
+        (out / f"summary_{edit.replace(' ', '-')}.json").write_text(json.dumps(
+            {"config": asdict(cfg), "edits": {edit: entry}, "minutes": entry["minutes"],
+             "fingerprints": m.fingerprints}, indent=1))
     summary["minutes"] = (time.time() - t0) / 60
     summary["fingerprints"] = m.fingerprints
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
+def merge_summaries(run_dir) -> dict:
+    """One summary of a run folder's summary_<edit>.json files (the edits in sdd_eval.EDITS order); the minutes are
+    the sum over edits (the CPU-bound wall time of one sequential run)."""
+    parts = {}
+    for f in Path(run_dir).glob("summary_*.json"):
+        s = json.loads(f.read_text())
+        parts.update({e: (s, v) for e, v in s["edits"].items()})
+    missing = [e for e in sdd_eval.EDITS if e not in parts]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} has no summary for {missing}; "
+                                f"run `python -m diffnb.sdd full-run {run_dir}`")
+    fps = {json.dumps(s["fingerprints"], sort_keys=True) for s, _ in parts.values()}
+    if len(fps) > 1:
+        raise ValueError(f"the edits in {run_dir} were trained against different models: {fps}")
+    first = parts[next(iter(sdd_eval.EDITS))][0]
+    return {"config": first["config"], "edits": {e: parts[e][1] for e in sdd_eval.EDITS},
+            "minutes": sum(parts[e][1]["minutes"] for e in sdd_eval.EDITS), "fingerprints": first["fingerprints"]}
+
+
 def card(run_dir: Path) -> str:
-    s = json.loads((Path(run_dir) / "summary.json").read_text())
+    s = merge_summaries(run_dir)
     d = s["config"]["distill"]
     lines = [f"# {NAME}", "", "SDD manipulators (notebook 07): one latent mapper M_phi over toy-ae per edit and "
              "Table 3 strategy, distilled from toy-t2i (Alg. 1).", "",
@@ -131,7 +157,7 @@ def install(run_dir, root=None) -> Path:
     dest.mkdir(parents=True)
     for f in Path(run_dir).glob("*.safetensors"):
         shutil.copy2(f, dest / f.name)
-    shutil.copy2(Path(run_dir) / "summary.json", dest / "summary.json")
+    (dest / "summary.json").write_text(json.dumps(merge_summaries(run_dir), indent=1))
     (dest / "card.md").write_text(card(Path(run_dir)))
     update_manifest(NAME, root)
     return dest
@@ -144,6 +170,8 @@ def main(argv=None) -> int:
     f.add_argument("out_dir")
     f.add_argument("--iterations", type=int, help="distillation iterations per manipulator")
     f.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
+    f.add_argument("--edit", action="append", choices=list(sdd_eval.EDITS),
+                   help="only this edit (repeatable; default: all); processes may share OUT_DIR")
     i = sub.add_parser("install")
     i.add_argument("run_dir")
     a = p.parse_args(argv)
@@ -153,7 +181,7 @@ def main(argv=None) -> int:
         cfg = FullRunConfig()
         if a.iterations:
             cfg.distill = replace(cfg.distill, iterations=a.iterations)
-        s = full_run(a.out_dir, cfg)
+        s = full_run(a.out_dir, cfg, edits=a.edit)
         print(f"done in {s['minutes']:.1f} min; install with `python -m diffnb.sdd install {a.out_dir}`")
     else:
         print("installed", install(a.run_dir))

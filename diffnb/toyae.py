@@ -14,7 +14,6 @@ augmentation on half of each batch so that `photo` images encode too.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
