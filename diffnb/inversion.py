@@ -192,7 +192,7 @@ def null_text_invert(bundle, images, prompts, num_inference_steps: int = 50, gui
     """Null-text inversion (Mokady et al. 2023, as StyleDiffusion §3.2.2 describes it): DDIM-invert at guidance
     1 to get the pivot trajectory z*_t, then walk back from z*_T optimising the unconditional branch's
     embedding at each step (Adam, `inner_steps` iterations, stopping once the loss is under `early_stop`) so
-    that guided DDIM at `guidance_scale` lands on z*_{t-1}. Each step starts from the previous step's result."""
+    that DDIM with classifier-free guidance at `guidance_scale` lands on z*_{t-1}. Each step starts from the previous step's result."""
     import time
 
     import torch.nn.functional as F

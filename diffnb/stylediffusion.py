@@ -3,7 +3,7 @@ cross-attention.
 
 Keys decide *where* a word is drawn, values decide *what* (the key/value swap of Fig. 4). So StyleDiffusion keeps
 the key input as the caption's embedding c and maps the image x, through a frozen CLIP image encoder E and a
-per-timestep mapping network M_t, to the value input: c̃_t = M_t(E(x)). M_t is trained so that guided DDIM with
+per-timestep mapping network M_t, to the value input: c̃_t = M_t(E(x)). M_t is trained so that DDIM with guidance and
 the learned values retraces the DDIM-inversion trajectory (L_rec) and keeps its cross-attention maps (L_att):
 
     L = ||z̃_{t-1} - ẑ_{t-1}||² + λ_att ||ã_t - â_t||²                                   (Eqs. 5-7)
@@ -22,71 +22,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import attention, attention_control, checks, inversion, sampling, t2i
-from .tensorfile import read_safetensors, write_safetensors
-
-FORMS = ("value", "film", "direct")
-LEARN = ("value", "key", "both")
-
-
-class MappingNetwork(nn.Module):
-    """Table 1: token-axis 1x1 convolutions from the image encoder's n_in tokens to the text length L
-    (Conv0 n_in -> L, Conv1 L -> L, BatchNorm, LeakyReLU, Conv2 L -> L); channels (the embedding width) are kept.
-    Weights start from N(0, 0.01), as the paper says.
-
-    The paper trains one M_t per image. `copies` holds that many independent networks, one per image of a batch,
-    so a batch of B images is B separate inversions run together (a 1x1 convolution over tokens is a matrix
-    product, batched here with einsum). The paper's BatchNorm sees one image, so it normalises each token channel
-    over that image's embedding width, with that image's statistics, in training and in use alike; here it is
-    computed so (per image, `F.instance_norm`) with per-copy scale and shift."""
-
-    def __init__(self, n_in: int, length: int, form: str = "value", copies: int = 1,
-                 generator: Optional[torch.Generator] = None):
-        super().__init__()
-        if form not in FORMS[:2]:
-            raise ValueError(f"form must be one of {FORMS[:2]}, got {form!r}")
-        copies = checks.count("copies", copies)
-        self.form, self.length, self.copies = form, length, copies
-        n_out = length * (2 if form == "film" else 1)
-        self.w0 = nn.Parameter(torch.randn(copies, n_out, n_in, generator=generator) * 0.01)       # Conv0
-        self.w1 = nn.Parameter(torch.randn(copies, n_out, n_out, generator=generator) * 0.01)      # Conv1
-        self.w2 = nn.Parameter(torch.randn(copies, n_out, n_out, generator=generator) * 0.01)      # Conv2
-        self.b0, self.b1, self.b2 = (nn.Parameter(torch.zeros(copies, n_out, 1)) for _ in range(3))
-        self.bn_weight = nn.Parameter(torch.ones(copies, n_out, 1))           # BatchNorm's affine part
-        self.bn_bias = nn.Parameter(torch.zeros(copies, n_out, 1))
-
-    def forward(self, tokens: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """tokens (B, n_in, D) from the image encoder, context (B, L, D) the caption's embedding -> (B, L, D);
-        B must equal `copies`."""
-        if tokens.shape[0] != self.copies:
-            raise ValueError(f"this mapping network holds {self.copies} per-image copies but got {tokens.shape[0]} images")
-        h = torch.einsum("boi,bid->bod", self.w0, tokens) + self.b0
-        h = torch.einsum("boi,bid->bod", self.w1, h) + self.b1
-        h = (h - h.mean(-1, keepdim=True)) / torch.sqrt(h.var(-1, unbiased=False, keepdim=True) + 1e-5)
-        h = F.leaky_relu(h * self.bn_weight + self.bn_bias, 0.2)
-        h = torch.einsum("boi,bid->bod", self.w2, h) + self.b2
-        if self.form == "film":
-            scale, shift = h[:, :self.length], h[:, self.length:]
-            return context * scale + shift
-        return h
-
-
-@torch.no_grad()
-def image_tokens(clip_bundle, images: torch.Tensor) -> torch.Tensor:
-    """E(x): every token of the CLIP vision tower after its final layer norm, before the projection
-    (the official code's choice), (B, n_tokens, D)."""
-    from .toyclip import pixel_values
-    model = clip_bundle.model
-    out = model.vision_model(pixel_values=pixel_values(model, images))
-    return model.vision_model.post_layernorm(out.last_hidden_state)
-
+from . import attention, attention_control, checks, sampling, t2i
+from .mapping import (  # noqa: F401  (the learned inputs as data, importable from here)
+    FORMS, LEARN, DirectEmbedding, MappingNetwork, StyleInversion, image_tokens, load, load_shipped,
+    load_shipped_null_text, save, subset)
 
 class ValueController(attention_control.AttentionController):
     """Gives the conditional branch's cross-attention a learned value (or key) input while the step index is
@@ -130,35 +75,6 @@ class ValueController(attention_control.AttentionController):
         return probs
 
 
-@dataclass
-class StyleInversion:
-    """What `invert` learned: one mapping network per sampling step (high t first) and everything to sample back."""
-    networks: list                 # MappingNetwork per step
-    tokens: torch.Tensor           # E(x), (B, n_tokens, D)
-    cond: torch.Tensor             # the caption's embedding c (the key input), (B, L, D)
-    x_T: torch.Tensor
-    timesteps: list
-    guidance_scale: float
-    form: str = "value"
-    learn: str = "value"
-    losses: list = field(default_factory=list)     # final (L_rec, L_att) of each step
-    seconds: float = 0.0
-    target_maps: list = field(default_factory=list)  # â_t: DDIM inversion's 16x16 cross-attention, per step
-
-    @property
-    def num_inference_steps(self) -> int:
-        return len(self.timesteps)
-
-    @torch.no_grad()
-    def embeddings(self) -> list:
-        """The learned input c̃_t of every step, (B, L, D) each."""
-        out = []
-        for net in self.networks:
-            net.eval()
-            out.append(net(self.tokens, self.cond))
-        return out
-
-
 def inner_iterations(i: int, scale: float = 10.0) -> int:
     """The official schedule ceil(100 e^{-0.1 i}) scaled by scale / 100 (toy default: 10 at the first step)."""
     return max(1, math.ceil(scale * math.exp(-0.1 * i)))
@@ -180,7 +96,7 @@ def check_settings(form: str, learn: str, lambda_att, iterations, lr, early_stop
 def fit_step(bundle, ctrl: ValueController, net: nn.Module, tokens, cond, uncond, x, t, i: int, num_steps: int,
              target, a_hat, guidance_scale: float, learn: str = "value", lambda_att: float = 1.0,
              iterations: float = 100.0, lr: float = 1e-2, early_stop: float = 1e-5):
-    """Alg. 1's inner loop at sampling step i: train `net` (M_t, in place) so that one guided DDIM step from x with
+    """Alg. 1's inner loop at sampling step i: train `net` (M_t, in place) so that one DDIM step with classifier-free guidance from x with
     its output lands on the pivot's `target` (L_rec) and keeps the pivot's maps `a_hat` (L_att). Adam (β1, β2) =
     (0, 0.999) at lr (1 - i/100) for inner_iterations(i, iterations) iterations; each image stops early once its
     L_rec < early_stop + i * 2 early_stop. Returns the final (L_rec, L_att), averaged over the images."""
@@ -225,7 +141,7 @@ def invert(bundle, clip_bundle, images, prompts, num_inference_steps: int = 20, 
            form: str = "film", learn: str = "value", lambda_att: float = 1.0, iterations: float = 100.0,
            lr: float = 1e-2, early_stop: float = 1e-5, generator: Optional[torch.Generator] = None) -> StyleInversion:
     """Alg. 1. DDIM-invert the images under their captions (guidance 1), recording the conditional cross-attention
-    maps â_t (`pivot_with_maps`); then walk back from ẑ_T with guided DDIM (`t2i.denoise`), training M_t before
+    maps â_t (`pivot_with_maps`); then walk back from ẑ_T with DDIM and classifier-free guidance (`t2i.denoise`), training M_t before
     each step (`fit_step`, starting from the previous step's weights) on L_rec + lambda_att L_att.
     Every image has its own M_t (MappingNetwork copies), so a batch is that many separate inversions run together.
     iterations=100 is the official schedule (100 iterations at the first step, 10 by the 23rd).
@@ -260,7 +176,7 @@ def invert(bundle, clip_bundle, images, prompts, num_inference_steps: int = 20, 
         return learned[i] if learn in ("key", "both") else cond
     networks_init = net
     with attention_control.controlled(bundle.unet, ctrl):
-        # the guided step records maps, as in training (the unfused attention path), and discards them
+        # the step itself records maps, as in training (the unfused attention path), and discards them
         t2i.denoise(bundle, pivot.x_T, train_step, uncond, guidance_scale, n, inverted=True, controller=ctrl,
                     step_inputs=lambda i: {"maps": []})
     return StyleInversion(networks, tokens, cond, pivot.x_T, pivot.timesteps, float(guidance_scale), form, learn,
@@ -368,7 +284,7 @@ def sdedit(bundle, inv: StyleInversion, target_prompts, strength: float = 0.6) -
     """StyleDiffusion + SDEdit (Fig. 18): retrace the inversion with the learned inputs from T down to the step
     where SDEdit at `strength` starts (`sampling.sdedit_start_index`, t = strength T), so the edit starts from the
     image's own noisy latent rather than a random draw of q(x_t | x_0); then finish with the target caption (plain
-    guided DDIM, keys and values from the target caption)."""
+    DDIM with classifier-free guidance, keys and values from the target caption)."""
     from .toyclip import _as_prompts
     n = inv.num_inference_steps
     switch = sampling.sdedit_start_index(n, strength)
@@ -388,24 +304,12 @@ def sdedit(bundle, inv: StyleInversion, target_prompts, strength: float = 0.6) -
     return t2i.decode(bundle, x).cpu()
 
 
-class DirectEmbedding(nn.Module):
-    """The ablation "without M_t": optimise the value input itself, one (B, L, D) tensor per step, starting from
-    the caption's embedding."""
-
-    def __init__(self, context: torch.Tensor):
-        super().__init__()
-        self.embedding = nn.Parameter(context.detach().clone())
-
-    def forward(self, tokens, context):
-        return self.embedding
-
-
 @torch.no_grad()
 def swap_key_value(bundle, key_prompts, value_prompts, x_T: Optional[torch.Tensor] = None,
                    guidance_scale: float = 5.0, num_inference_steps: int = 20,
                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Fig. 4: sample with every cross-attention layer's *key* input from `key_prompts` and its *value* input
-    from `value_prompts` (the unconditional branch untouched). Equal prompts give plain guided sampling."""
+    from `value_prompts` (the unconditional branch untouched). Equal prompts give plain sampling with classifier-free guidance."""
     from .toyclip import _as_prompts
     t2i.check_guidance_scale(guidance_scale)
     key_prompts, value_prompts = _as_prompts(key_prompts), _as_prompts(value_prompts)
@@ -419,77 +323,6 @@ def swap_key_value(bundle, key_prompts, value_prompts, x_T: Optional[torch.Tenso
         x = t2i.denoise(bundle, x_T, keys, t2i.null_embedding(bundle, len(key_prompts)), guidance_scale,
                         num_inference_steps, controller=ctrl)
     return t2i.decode(bundle, x).cpu()
-
-
-# ----------------------------------------------------------------------------------------------
-# Saving and loading an inversion (safetensors only; the shipped full run is checked against the manifest)
-# ----------------------------------------------------------------------------------------------
-def save(inv: StyleInversion, path, dtype: torch.dtype = torch.float16, maps: Optional[int] = None) -> None:
-    """Write an inversion (every step's network, E(x), c, x_T and the inversion's maps â_t) to one safetensors
-    file. maps: keep â_t for only the first `maps` images (0: none; they are only needed by `attention_error`)."""
-    tensors = {"tokens": inv.tokens, "cond": inv.cond, "x_T": inv.x_T}
-    for i, net in enumerate(inv.networks):
-        tensors.update({f"net.{i}.{k}": v for k, v in net.state_dict().items()})
-    if maps is None or maps > 0:
-        tensors.update({f"att.{i}": m[:maps] for i, m in enumerate(inv.target_maps)})
-    meta = {"timesteps": [int(t) for t in inv.timesteps], "guidance_scale": inv.guidance_scale, "form": inv.form,
-            "learn": inv.learn, "losses": inv.losses, "seconds": inv.seconds}
-    write_safetensors(tensors, path, "stylediffusion", meta, dtype)
-
-
-def load(path) -> StyleInversion:
-    """Read what `save` wrote (safetensors: nothing is unpickled)."""
-    meta, t = read_safetensors(path, "stylediffusion")
-    tokens, cond = t["tokens"], t["cond"]
-    n = len(meta["timesteps"])
-    networks = []
-    for i in range(n):
-        state = {k.split(".", 2)[2]: v for k, v in t.items() if k.startswith(f"net.{i}.")}
-        net = (DirectEmbedding(cond) if meta["form"] == "direct" else
-               MappingNetwork(tokens.shape[1], cond.shape[1], meta["form"], copies=len(tokens)))
-        net.load_state_dict(state)
-        networks.append(net.eval())
-    return StyleInversion(networks, tokens, cond, t["x_T"], meta["timesteps"], meta["guidance_scale"], meta["form"],
-                          meta["learn"], [tuple(x) for x in meta["losses"]], meta["seconds"],
-                          [t[f"att.{i}"] for i in range(n) if f"att.{i}" in t])
-
-
-def _shipped_file(variant: str, null_text: bool, root=None):
-    """data/models/stylediffusion-photo/<variant>.safetensors after checking the folder against the manifest."""
-    from . import zoo
-    folder = zoo.verify("stylediffusion-photo", root)
-    names = sorted(p.stem for p in folder.glob("*.safetensors") if ("null-text" in p.stem) == null_text)
-    if variant not in names:
-        kind = "null-text inversion" if null_text else "inversion"
-        raise ValueError(f"no shipped {kind} {variant!r}; shipped: {', '.join(names)}")
-    return folder / f"{variant}.safetensors"
-
-
-def load_shipped(variant: str, root=None) -> StyleInversion:
-    """The full run shipped in data/models/stylediffusion-photo/<variant>.safetensors, checked against the manifest
-    (`python -m diffnb.stylediffusion` recomputes it)."""
-    return load(_shipped_file(variant, False, root))
-
-
-def load_shipped_null_text(variant: str = "null-text", root=None):
-    """A null-text inversion of the same full run (inversion.InversionResult), checked against the manifest."""
-    return inversion.load(_shipped_file(variant, True, root))
-
-
-def subset(inv: StyleInversion, index) -> StyleInversion:
-    """The inversion of some of its images (every image has its own networks, so this is exact)."""
-    idx = list(index)
-    nets = []
-    for net in inv.networks:
-        if isinstance(net, DirectEmbedding):
-            new = DirectEmbedding(net.embedding.detach()[idx])
-        else:
-            new = MappingNetwork(inv.tokens.shape[1], inv.cond.shape[1], inv.form, copies=len(idx))
-            new.load_state_dict({k: v[idx] for k, v in net.state_dict().items()})
-        nets.append(new.eval())
-    return StyleInversion(nets, inv.tokens[idx], inv.cond[idx], inv.x_T[idx], inv.timesteps, inv.guidance_scale,
-                          inv.form, inv.learn, inv.losses, inv.seconds,
-                          [m[idx] for m in inv.target_maps] if inv.target_maps and max(idx) < len(inv.target_maps[0]) else [])
 
 
 # ----------------------------------------------------------------------------------------------

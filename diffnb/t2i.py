@@ -79,7 +79,7 @@ def cfg_eps(unet, x_t: torch.Tensor, t, cond: torch.Tensor, uncond: torch.Tensor
     eps_uncond, eps_cond = eps.chunk(2)
     eps = sampling.classifier_free_guidance(eps_uncond, eps_cond, guidance_scale)
     if not torch.isfinite(eps).all():
-        raise FloatingPointError(f"the classifier-free guided noise prediction became NaN/inf at t = {int(t)} "
+        raise FloatingPointError(f"the classifier-free guidance noise prediction became NaN/inf at t = {int(t)} "
                                  f"(guidance_scale = {guidance_scale}); use a smaller guidance scale")
     return eps
 
@@ -163,7 +163,7 @@ def denoise(bundle: T2IBundle, x: torch.Tensor, cond, uncond, guidance_scale: fl
 def sdedit(bundle: T2IBundle, images, prompts, strength: float = 0.5, guidance_scale: float = 5.0,
            num_inference_steps: int = 25, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """SDEdit (Meng et al. 2022) under a text prompt: noise the images to the step where `strength` starts
-    (`sampling.noise_to_step`, t about strength * T), then denoise from there with the prompts (guided DDIM,
+    (`sampling.noise_to_step`, t about strength * T), then denoise from there with the prompts (DDIM with classifier-free guidance,
     eta 0, the bundle's own clipping: this is generation). Returns decoded images in [-1, 1].
 
         edited = t2i.sdedit(bundle, x0, ["a cat on a red background"] * len(x0), strength=0.6,
