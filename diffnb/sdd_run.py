@@ -133,9 +133,9 @@ def card(run_dir: Path) -> str:
     lines = [f"# {NAME}", "", "SDD manipulators (notebook 07): one latent mapper M_phi over toy-ae per edit and "
              "Table 3 strategy, distilled from toy-t2i (Alg. 1).", "",
              "Recompute: `python -m diffnb.sdd full-run runs/sdd` then `python -m diffnb.sdd install runs/sdd`.", "",
-             f"- wall time: {s['minutes']:.1f} minutes summed over the edits (one `--edit` process each; the shipped "
-             "run: three parallel processes of about 33 minutes on the shared 2-core machine at load ~20)",
-             f"- fingerprints {s['fingerprints']} (`sdd.load` refuses a manipulator against any other toy-ae or toy-t2i)",
+             f"- wall time: {s['minutes']:.1f} minutes summed over the edits (one `--edit` process each; the "
+             "shipped run: three parallel processes of about 33 minutes on the shared 2-core machine at load ~20)",
+             f"- fingerprints {s['fingerprints']} (`sdd.load` refuses any other toy-ae or toy-t2i)",
              f"- HQS: SDS form of d_t, guidance {d['guidance_scale']}, {s['config']['n_images']} person images, "
              f"t = {s['config']['grid'][0]}, {s['config']['grid'][1]}, ..., {s['config']['grid'][-1]}",
              f"- distillation: {d['iterations']} iterations of batch {d['batch_size']}, AdamW lr {d['lr']}, "
@@ -199,18 +199,20 @@ def main(argv=None) -> int:
 _BENCH: dict = {}
 
 
-def bench_times(n: int = 16, num_inference_steps: int = 50, repeats: int = 3) -> dict:
+def bench_times(n: int = 16, num_inference_steps: int = 50, repeats: int = 3, iterations: int = 0) -> dict:
     """tau_SDD,train (one manipulator, the full run's DistillConfig), tau_SDD,infer (one forward pass per image,
     best of `repeats` over n images), tau_Diff,infer for SDEdit (strength 0.5) and DDIB at `num_inference_steps`
-    DDIM steps (the paper: 50), and what Eqs. 13-15 make of them at m = 100, n = 10. Cached per process."""
-    key = (n, num_inference_steps, repeats)
+    DDIM steps (the paper: 50), and what Eqs. 13-15 make of them at m = 100, n = 10. Cached per process.
+    iterations > 0 overrides the distillation's (a quick check of this code, not a benchmark)."""
+    key = (n, num_inference_steps, repeats, iterations)
     if key not in _BENCH:
         from . import metrics, zoo
         bundle, ae = zoo.load("toy-t2i"), zoo.load("toy-ae")
         identity = metrics.toy_lpips(zoo.load("toy-attr").model).module
         y = sdd_eval.held_out("glasses", n)
         target = sdd_eval.EDITS["glasses"][1]
-        m = sdd.distill(ae, bundle, target, (400,), sdd.DistillConfig(), identity=identity)
+        cfg = replace(sdd.DistillConfig(), iterations=iterations) if iterations else sdd.DistillConfig()
+        m = sdd.distill(ae, bundle, target, (400,), cfg, identity=identity)
         best = lambda fn: min(_timed(fn) for _ in range(repeats))
         with torch.no_grad():
             infer = best(lambda: sdd.manipulate(ae, m.mapper, y)) / n

@@ -240,3 +240,12 @@ def test_hqs_selected_t_beats_random_t_in_edit_success(table3):
     wins = _hqs_beats_random(table3)
     n = sum(h > r for h, r in wins.values())
     assert n >= 2, f"largest-HQS beats random t in edit success for {n} of 3 edits (bar 2): {wins}"
+
+
+def test_benchmark_entries_compute_eqs_13_to_15():
+    times = sdd_run.bench_times(n=2, num_inference_steps=4, repeats=1, iterations=1)
+    assert set(times) >= {"tau_sdd_train_s", "tau_sdd_infer_s_per_image", "tau_sdedit_s_per_image",
+                          "tau_ddib_s_per_image", "sdd_break_even_m_vs_sdedit", "sdedit_over_sdd_total_time_m100_n10"}
+    assert all(v > 0 for v in times.values())
+    assert times["sdd_break_even_m_vs_sdedit"] == pytest.approx(sdd_eval.break_even_m(
+        times["tau_sdd_train_s"], times["tau_sdedit_s_per_image"], times["tau_sdd_infer_s_per_image"]))
