@@ -33,8 +33,21 @@ import torch.nn.functional as F
 
 from . import checks, t2i, toyclip
 from .attention_control import (  # noqa: F401  (the mechanism, importable from here as before)
-    AttentionController, AttentionStore, ControlledAttnProcessor, check_tau, check_x_T, controlled, cross_maps,
-    draw_x_T, install, invert_recording, prompt_tokens, record, token_index, word_maps)
+    AttentionController,
+    AttentionStore,
+    ControlledAttnProcessor,
+    check_tau,
+    check_x_T,
+    controlled,
+    cross_maps,
+    draw_x_T,
+    install,
+    invert_recording,
+    prompt_tokens,
+    record,
+    token_index,
+    word_maps,
+)
 
 
 def binarise(maps: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -57,7 +70,8 @@ class LocalBlend:
         source_prompts, target_prompts = toyclip._as_prompts(source_prompts), toyclip._as_prompts(target_prompts)
         if isinstance(words, str):
             words = [words]
-        per_pair = [list(w) for w in words] if words and not isinstance(words[0], str) else [list(words)] * len(source_prompts)
+        per_pair = ([list(w) for w in words] if words and not isinstance(words[0], str)
+                    else [list(words)] * len(source_prompts))
         if len(per_pair) != len(source_prompts):
             raise ValueError(f"give one list of words per pair ({len(source_prompts)}), got {len(per_pair)}")
         self.res, self.threshold, self.start_step = res, float(threshold), int(start_step)

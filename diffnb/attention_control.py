@@ -190,8 +190,8 @@ class AttentionStore(AttentionController):
         steps = range(len(store)) if steps is None else steps
         picked = [m for s in steps for p in places for m in store[s][p] if m.shape[1] == res * res]
         if not picked:
-            raise ValueError(f"no {kind}-attention maps were recorded at {res}x{res}; "
-                             f"resolutions recorded: {sorted({int(m.shape[1] ** 0.5) for s in store for p in s.values() for m in p})}")
+            recorded = sorted({int(m.shape[1] ** 0.5) for s in store for p in s.values() for m in p})
+            raise ValueError(f"no {kind}-attention maps were recorded at {res}x{res}; resolutions recorded: {recorded}")
         out = torch.stack(picked).mean(0)
         return out.reshape(out.shape[0], res, res, out.shape[-1])
 

@@ -45,7 +45,8 @@ def get_device() -> torch.device:
 
 def modules(bundle) -> dict:
     """{name: torch.nn.Module} of every module a bundle holds (its dataclass fields, or its attributes)."""
-    items = ((f.name, getattr(bundle, f.name)) for f in fields(bundle)) if is_dataclass(bundle) else vars(bundle).items()
+    items = (((f.name, getattr(bundle, f.name)) for f in fields(bundle)) if is_dataclass(bundle)
+             else vars(bundle).items())
     return {k: v for k, v in items if isinstance(v, torch.nn.Module)}
 
 

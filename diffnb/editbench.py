@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import attention, attention_control, inversion, t2i, toyclip, world
+from . import attention, attention_control, checks, inversion, t2i, toyclip, world
 
 KINDS = ("colour", "attribute", "subject")
 METHODS = ("ddim", "sdedit", "p2p", "p2plus")
@@ -63,8 +63,7 @@ def edit_pairs(n_per_kind: int = 10, seed: int = 0, domain: str = "photo", parti
     subject swaps (person / cat / robot, with the subject's own words for hair and skin).
     partial: the captions name only the subject and the edited attribute ("a cat on a blue background" ->
     "a cat on a red background"), the captions that miss most of the image of StyleDiffusion's Fig. 3."""
-    if isinstance(n_per_kind, bool) or not isinstance(n_per_kind, int) or n_per_kind < 1:
-        raise ValueError(f"n_per_kind must be a positive integer, got {n_per_kind!r}")
+    n_per_kind = checks.count("n_per_kind", n_per_kind)
     if not isinstance(partial, bool):
         raise ValueError(f"partial must be True or False, got {partial!r}")
     droppable = [n for n in world.ATTRIBUTE_NAMES if n != "subject"]
@@ -77,7 +76,7 @@ def edit_pairs(n_per_kind: int = 10, seed: int = 0, domain: str = "photo", parti
                   "attribute": "smiling" if k % 2 == 0 else "eyes_open", "subject": None}[kind]
         drop = [n for n in droppable if n != edited] if partial else []
         src = world.caption(a, drop=drop)
-        w = src.split()
+        words = src.split()
         if kind == "colour":
             if k % 2 == 0:
                 old = a.hair
@@ -85,13 +84,13 @@ def edit_pairs(n_per_kind: int = 10, seed: int = 0, domain: str = "photo", parti
             else:
                 old = a.background
                 new = rng.choice([c for c in world.PALETTES["background"] if c != old])
-            tgt = " ".join(_swap(w, old, str(new)))
+            tgt = " ".join(_swap(words, old, str(new)))
         elif kind == "attribute":
             if k % 2 == 0:
                 old, new = ("smiling", "serious") if a.smiling else ("serious", "smiling")
             else:
                 old, new = ("open", "closed") if a.eyes_open else ("closed", "open")
-            tgt = " ".join(_swap(w, old, new))
+            tgt = " ".join(_swap(words, old, new))
         else:
             old = a.subject
             new = str(rng.choice([s for s in world.SUBJECTS if s != old]))
@@ -138,7 +137,7 @@ def ns_lpips(metric, a: torch.Tensor, b: torch.Tensor, region: torch.Tensor) -> 
 @dataclass
 class MethodResult:
     method: str
-    edited: torch.Tensor           # (P, 3, H, W)
+    edited: torch.Tensor           # (n_pairs, 3, H, W)
     reconstruction: Optional[torch.Tensor] = None
     seconds: float = 0.0
 
@@ -148,7 +147,7 @@ class EditRun:
     """Every method's edits of the same pairs, the regions, and the shared inversions."""
     pairs: list
     results: dict                  # method -> MethodResult
-    regions: torch.Tensor          # (P, 1, H, W) binarised edited-word regions
+    regions: torch.Tensor          # (n_pairs, 1, H, W) binarised edited-word regions
     settings: dict = field(default_factory=dict)
 
 

@@ -158,7 +158,8 @@ def clip_directional(model, tokenizer, attribute: str = "glasses", n: int = 256,
 def clip_quality(model, tokenizer, domain: str = "toy") -> ClipQuality:
     """Every toy-clip bar at once (model cards; tests/test_quality.py measures them one by one)."""
     d = {b: clip_directional(model, tokenizer, b, domain=domain) for b in world.BINARY}
-    return ClipQuality(clip_retrieval(model, tokenizer, domain=domain), 64, clip_zero_shot(model, tokenizer, domain=domain),
+    return ClipQuality(clip_retrieval(model, tokenizer, domain=domain), 64,
+                       clip_zero_shot(model, tokenizer, domain=domain),
                        {b: (v > 0).float().mean().item() for b, v in d.items()},
                        {b: v.mean().item() for b, v in d.items()})
 

@@ -76,7 +76,8 @@ def _from_numpy(img: np.ndarray) -> np.ndarray:
 
 def _check_size(shape, where: str) -> None:
     if any(d == 0 for d in shape):
-        raise ValueError(f"{where} has an empty shape {tuple(shape)}: an image needs at least one channel and 1x1 pixels")
+        raise ValueError(f"{where} has an empty shape {tuple(shape)}: an image needs at least one channel and 1x1 "
+                         "pixels")
 
 
 def _hint_channels_last(shape) -> str:

@@ -46,7 +46,8 @@ def _check(x0: torch.Tensor, num_inference_steps, scheduler) -> None:
 
 def ddim_invert_step(eps: torch.Tensor, t: int, x: torch.Tensor, scheduler) -> torch.Tensor:
     """One step of Eq. 7 written out: from x at timestep t - Δ to timestep t, with eps = eps_theta(x, t):
-    x_t = sqrt(alpha_bar_t) * P + sqrt(1 - alpha_bar_t) * eps, P = (x - sqrt(1 - alpha_bar_{t-Δ}) eps) / sqrt(alpha_bar_{t-Δ})."""
+    x_t = sqrt(alpha_bar_t) * P + sqrt(1 - alpha_bar_t) * eps,
+    P = (x - sqrt(1 - alpha_bar_{t-Δ}) eps) / sqrt(alpha_bar_{t-Δ})."""
     n = scheduler.config.num_train_timesteps
     t_from = int(t) - n // scheduler.num_inference_steps
     a_from = scheduler.alphas_cumprod[t_from] if t_from >= 0 else scheduler.initial_alpha_cumprod
@@ -117,7 +118,8 @@ def edit_friendly_invert(model, scheduler, x0: torch.Tensor, num_inference_steps
 
 @torch.no_grad()
 def edit_friendly_sample(model, scheduler, inv: InversionResult,
-                         z_hook: Optional[Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
+                         z_hook: Optional[Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]] = None
+                         ) -> torch.Tensor:
     """Sample with the noise maps of `inv`: x_{t-1} = mu_t(x_t) + sigma_t z_t. With the same model it returns
     x_0; `z_hook(t, x_t, z_t) -> z_t` may change each noise map on the way (the thesis nudges them, Eq. 19)."""
     fwd, _ = inversion_schedulers(scheduler)
@@ -182,8 +184,8 @@ def text_reconstruct(bundle, inv: InversionResult, guidance_scale: Optional[floa
     """Sample back from inv.x_T with DDIM (eta = 0, no clipping), the prompt and the inversion's per-step null
     embeddings, at `guidance_scale` (default: the scale the inversion was made for). Returns decoded images."""
     from . import t2i
-    w = inv.guidance_scale if guidance_scale is None else guidance_scale
-    x = t2i.denoise(bundle, inv.x_T, inv.cond, inv.null_embeddings, w, len(inv.timesteps), inverted=True)
+    scale = inv.guidance_scale if guidance_scale is None else guidance_scale
+    x = t2i.denoise(bundle, inv.x_T, inv.cond, inv.null_embeddings, scale, len(inv.timesteps), inverted=True)
     return t2i.decode(bundle, x).cpu()
 
 
@@ -192,7 +194,8 @@ def null_text_invert(bundle, images, prompts, num_inference_steps: int = 50, gui
     """Null-text inversion (Mokady et al. 2023, as StyleDiffusion §3.2.2 describes it): DDIM-invert at guidance
     1 to get the pivot trajectory z*_t, then walk back from z*_T optimising the unconditional branch's
     embedding at each step (Adam, `inner_steps` iterations, stopping once the loss is under `early_stop`) so
-    that DDIM with classifier-free guidance at `guidance_scale` lands on z*_{t-1}. Each step starts from the previous step's result."""
+    that DDIM with classifier-free guidance at `guidance_scale` lands on z*_{t-1}. Each step starts from the previous
+    step's result."""
     import time
 
     import torch.nn.functional as F

@@ -48,7 +48,8 @@ class MappingNetwork(nn.Module):
         """tokens (B, n_in, D) from the image encoder, context (B, L, D) the caption's embedding -> (B, L, D);
         B must equal `copies`."""
         if tokens.shape[0] != self.copies:
-            raise ValueError(f"this mapping network holds {self.copies} per-image copies but got {tokens.shape[0]} images")
+            raise ValueError(f"this mapping network holds {self.copies} per-image copies but got {tokens.shape[0]} "
+                             "images")
         h = torch.einsum("boi,bid->bod", self.w0, tokens) + self.b0
         h = torch.einsum("boi,bid->bod", self.w1, h) + self.b1
         h = (h - h.mean(-1, keepdim=True)) / torch.sqrt(h.var(-1, unbiased=False, keepdim=True) + 1e-5)
@@ -179,4 +180,5 @@ def subset(inv: StyleInversion, index) -> StyleInversion:
         nets.append(new.eval())
     return StyleInversion(nets, inv.tokens[idx], inv.cond[idx], inv.x_T[idx], inv.timesteps, inv.guidance_scale,
                           inv.form, inv.learn, inv.losses, inv.seconds,
-                          [m[idx] for m in inv.target_maps] if inv.target_maps and max(idx) < len(inv.target_maps[0]) else [])
+                          [m[idx] for m in inv.target_maps]
+                          if inv.target_maps and max(idx) < len(inv.target_maps[0]) else [])

@@ -4,7 +4,8 @@ Notation (thesis §3.1, which writes alpha_t for what DDIM calls alpha_bar_t):
 
     pred_x0 = P_t  = (x_t - sqrt(1 - alpha_bar_t) * eps) / sqrt(alpha_bar_t)                 (Eq. 4)
     dir_xt  = D_t  = sqrt(1 - alpha_bar_prev - sigma_t^2) * eps                              (Eq. 5)
-    sigma_t        = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) * sqrt(1 - alpha_bar_t / alpha_bar_prev)  (Eq. 6)
+    sigma_t        = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t))
+                     * sqrt(1 - alpha_bar_t / alpha_bar_prev)                                   (Eq. 6)
     x_prev         = sqrt(alpha_bar_prev) * P_t + D_t + sigma_t * z                          (Eq. 3)
 
 `ddim_step` and `ddpm_step` are the hand-written steps that notebook 01 teaches; the tests show them equal to
@@ -136,10 +137,10 @@ def predict_eps(model: EpsModel, x_t: torch.Tensor, t) -> torch.Tensor:
     return out.sample if hasattr(out, "sample") else out
 
 
-def _check_sampling_args(batch_size, num_inference_steps, eta, n_train):
-    checks.count("batch_size", batch_size)
-    checks.num_inference_steps(num_inference_steps, n_train)
-    checks.number("eta", eta, 0.0, 1.0, "(0 = DDIM, 1 = DDPM)")
+def _check_sampling_args(batch_size, num_inference_steps, eta, n_train) -> tuple:
+    """(batch_size, num_inference_steps, eta) as plain Python numbers, or a ValueError naming the bad one."""
+    return (checks.count("batch_size", batch_size), checks.num_inference_steps(num_inference_steps, n_train),
+            checks.number("eta", eta, 0.0, 1.0, "(0 = DDIM, 1 = DDPM)"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -227,12 +228,15 @@ def sample(model: EpsModel, scheduler, batch_size: int = 16, num_inference_steps
 
     if not isinstance(scheduler, (DDIMScheduler, DDPMScheduler)):
         raise TypeError(f"scheduler must be a diffusers DDIMScheduler or DDPMScheduler, got {type(scheduler).__name__}")
-    _check_sampling_args(batch_size, num_inference_steps, eta, scheduler.config.num_train_timesteps)
+    batch_size, num_inference_steps, eta = _check_sampling_args(batch_size, num_inference_steps, eta,
+                                                                scheduler.config.num_train_timesteps)
     checks.step_index("start_index", start_index, num_inference_steps)
     if image_shape is None:
         cfg = model.config
         image_shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
-    device = torch.device(device) if device is not None else next(iter(getattr(model, "parameters", lambda: [torch.empty(0)])())).device
+    if device is None:
+        device = next(iter(getattr(model, "parameters", lambda: [torch.empty(0)])())).device
+    device = torch.device(device)
     if x_T is None:
         x_T = randn_tensor((batch_size, *image_shape), generator=generator, device=torch.device("cpu"))
     x = x_T.to(device)
@@ -249,5 +253,6 @@ def sample(model: EpsModel, scheduler, batch_size: int = 16, num_inference_steps
             trajectory.append({"t": int(t), "x_t": x.cpu(), "pred_x0": out.pred_original_sample.cpu(),
                                "dir_xt": dir_xt(eps, a_prev, sigma).cpu()})
         x = out.prev_sample
-    return SamplingOutput(images=(x.clamp(-1, 1) if clamp else x).cpu(), x_T=x_T.cpu(), timesteps=[int(t) for t in scheduler.timesteps[start_index:]],
+    return SamplingOutput(images=(x.clamp(-1, 1) if clamp else x).cpu(), x_T=x_T.cpu(),
+                          timesteps=[int(t) for t in scheduler.timesteps[start_index:]],
                           trajectory=trajectory)

@@ -52,11 +52,5 @@ class SegmentationNet(nn.Module):
         return self(x).argmax(1).cpu()
 
 
-def class_mass(logits: torch.Tensor, classes) -> torch.Tensor:
-    """Softmax mass of the named classes per image, (B,): the segmentation guidance signal of the thesis (§3.3)."""
-    idx = [world.MASK_CLASSES.index(c) for c in classes]
-    return logits.softmax(1)[:, idx].sum(1).mean((1, 2))
-
-
 def config_dict(config: SegConfig) -> dict:
     return {"model": "SegmentationNet", **asdict(config)}

@@ -6,7 +6,6 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from . import world
 from .images import to_uint8
 
 # Figures are drawn at DPI dots per inch: a grid at the default width of 6 inches is about 660 pixels wide, so
@@ -55,16 +54,12 @@ def rows(named: Sequence, nrow: int = 8, width: float = 6.0):
     import matplotlib.pyplot as plt
     arrays = [grid_array(x, nrow) for _, x in named]
     heights = [a.shape[0] for a in arrays]
-    fig, axes = plt.subplots(len(named), 1, dpi=DPI, figsize=(width, width * sum(heights) / arrays[0].shape[1] + 0.3 * len(named)),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    figsize = (width, width * sum(heights) / arrays[0].shape[1] + 0.3 * len(named))
+    fig, axes = plt.subplots(len(named), 1, dpi=DPI, figsize=figsize, gridspec_kw={"height_ratios": heights},
+                             squeeze=False)
     for ax, (label, _), arr in zip(axes[:, 0], named, arrays):
         ax.imshow(arr, interpolation="nearest")
         ax.set_axis_off()
         ax.set_title(label, fontsize=9, loc="left")
     fig.tight_layout()
     return fig
-
-
-def legend_for_masks() -> str:
-    """A one-line text legend of the mask colours."""
-    return ", ".join(f"{n}={tuple(int(v) for v in c)}" for n, c in zip(world.MASK_CLASSES, MASK_COLOURS))

@@ -30,8 +30,19 @@ import torch.nn.functional as F
 
 from . import attention, attention_control, checks, sampling, t2i
 from .mapping import (  # noqa: F401  (the learned inputs as data, importable from here)
-    FORMS, LEARN, DirectEmbedding, MappingNetwork, StyleInversion, image_tokens, load, load_shipped,
-    load_shipped_null_text, save, subset)
+    FORMS,
+    LEARN,
+    DirectEmbedding,
+    MappingNetwork,
+    StyleInversion,
+    image_tokens,
+    load,
+    load_shipped,
+    load_shipped_null_text,
+    save,
+    subset,
+)
+
 
 class ValueController(attention_control.AttentionController):
     """Gives the conditional branch's cross-attention a learned value (or key) input while the step index is
@@ -96,7 +107,8 @@ def check_settings(form: str, learn: str, lambda_att, iterations, lr, early_stop
 def fit_step(bundle, ctrl: ValueController, net: nn.Module, tokens, cond, uncond, x, t, i: int, num_steps: int,
              target, a_hat, guidance_scale: float, learn: str = "value", lambda_att: float = 1.0,
              iterations: float = 100.0, lr: float = 1e-2, early_stop: float = 1e-5):
-    """Alg. 1's inner loop at sampling step i: train `net` (M_t, in place) so that one DDIM step with classifier-free guidance from x with
+    """Alg. 1's inner loop at sampling step i: train `net` (M_t, in place) so that one DDIM step with classifier-free
+    guidance from x with
     its output lands on the pivot's `target` (L_rec) and keeps the pivot's maps `a_hat` (L_att). Adam (β1, β2) =
     (0, 0.999) at lr (1 - i/100) for inner_iterations(i, iterations) iterations; each image stops early once its
     L_rec < early_stop + i * 2 early_stop. Returns the final (L_rec, L_att), averaged over the images."""
@@ -141,7 +153,8 @@ def invert(bundle, clip_bundle, images, prompts, num_inference_steps: int = 20, 
            form: str = "film", learn: str = "value", lambda_att: float = 1.0, iterations: float = 100.0,
            lr: float = 1e-2, early_stop: float = 1e-5, generator: Optional[torch.Generator] = None) -> StyleInversion:
     """Alg. 1. DDIM-invert the images under their captions (guidance 1), recording the conditional cross-attention
-    maps â_t (`pivot_with_maps`); then walk back from ẑ_T with DDIM and classifier-free guidance (`t2i.denoise`), training M_t before
+    maps â_t (`pivot_with_maps`); then walk back from ẑ_T with DDIM and classifier-free guidance (`t2i.denoise`),
+    training M_t before
     each step (`fit_step`, starting from the previous step's weights) on L_rec + lambda_att L_att.
     Every image has its own M_t (MappingNetwork copies), so a batch is that many separate inversions run together.
     iterations=100 is the official schedule (100 iterations at the first step, 10 by the 23rd).
@@ -245,7 +258,8 @@ class StyleEdit(attention.Replace):
         if inv.learn != "value":
             raise ValueError(f"editing uses a value inversion; this one learned {inv.learn!r}")
         if len(self.source_prompts) != inv.cond.shape[0]:
-            raise ValueError(f"the inversion holds {inv.cond.shape[0]} images but {len(self.source_prompts)} pairs were given")
+            raise ValueError(f"the inversion holds {inv.cond.shape[0]} images but {len(self.source_prompts)} pairs "
+                             "were given")
         self.tau_v = float(tau_v)
         self.learned = inv.embeddings()
 
@@ -290,7 +304,8 @@ def sdedit(bundle, inv: StyleInversion, target_prompts, strength: float = 0.6) -
     switch = sampling.sdedit_start_index(n, strength)
     target_prompts = _as_prompts(target_prompts)
     if len(target_prompts) != inv.cond.shape[0]:
-        raise ValueError(f"the inversion holds {inv.cond.shape[0]} images but {len(target_prompts)} target prompts were given")
+        raise ValueError(f"the inversion holds {inv.cond.shape[0]} images but {len(target_prompts)} target prompts "
+                         "were given")
     dev = t2i.device_of(bundle)
     target = t2i.encode_prompt(bundle, target_prompts)
     learned = inv.embeddings()
@@ -309,7 +324,8 @@ def swap_key_value(bundle, key_prompts, value_prompts, x_T: Optional[torch.Tenso
                    guidance_scale: float = 5.0, num_inference_steps: int = 20,
                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Fig. 4: sample with every cross-attention layer's *key* input from `key_prompts` and its *value* input
-    from `value_prompts` (the unconditional branch untouched). Equal prompts give plain sampling with classifier-free guidance."""
+    from `value_prompts` (the unconditional branch untouched). Equal prompts give plain sampling with
+    classifier-free guidance."""
     from .toyclip import _as_prompts
     t2i.check_guidance_scale(guidance_scale)
     key_prompts, value_prompts = _as_prompts(key_prompts), _as_prompts(value_prompts)

@@ -163,8 +163,8 @@ def denoise(bundle: T2IBundle, x: torch.Tensor, cond, uncond, guidance_scale: fl
 def sdedit(bundle: T2IBundle, images, prompts, strength: float = 0.5, guidance_scale: float = 5.0,
            num_inference_steps: int = 25, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """SDEdit (Meng et al. 2022) under a text prompt: noise the images to the step where `strength` starts
-    (`sampling.noise_to_step`, t about strength * T), then denoise from there with the prompts (DDIM with classifier-free guidance,
-    eta 0, the bundle's own clipping: this is generation). Returns decoded images in [-1, 1].
+    (`sampling.noise_to_step`, t about strength * T), then denoise from there with the prompts (DDIM with
+    classifier-free guidance, eta 0, the bundle's own clipping: this is generation). Returns decoded images in [-1, 1].
 
         edited = t2i.sdedit(bundle, x0, ["a cat on a red background"] * len(x0), strength=0.6,
                             generator=torch.Generator().manual_seed(0))

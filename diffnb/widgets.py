@@ -1,6 +1,7 @@
 """Sliders whose picture updates in place: one small helper used by every notebook's interactive cell.
 
-    widgets.interactive_grid(draw, eta=widgets.slider(0.0, 1.0, 0.1, 0.0, "η"), steps=widgets.int_slider(5, 50, 5, 20, "steps"))
+    widgets.interactive_grid(draw, eta=widgets.slider(0.0, 1.0, 0.1, 0.0, "η"),
+                             steps=widgets.int_slider(5, 50, 5, 20, "steps"))
 
 `draw(**values)` returns (B, 3, H, W) images in [-1, 1]; results are cached so returning to a setting is instant.
 The cell also shows a static picture of the default position (an image/png output, at least `min_width` pixels

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from . import checks
+
 SIZE = 32            # side of a world image in pixels
 SCALE = 4            # images are drawn at SCALE x SIZE and box-downsampled
 DOMAINS = ("toy", "photo", "painting")
@@ -398,8 +400,7 @@ def sample(n: int, seed: int = 0, domain: str = "toy", **fixed) -> WorldBatch:
     the geometry, palettes and photo-domain noise are drawn batch-wide). Per-image seeds would change every shipped
     model's training stream and held-out sets, so this is documented rather than changed; to compare images across
     runs, draw them with the same n and seed."""
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = checks.count("n", n)
     return render(sample_attributes(n, seed=seed, **fixed), seed=seed, domain=domain)
 
 

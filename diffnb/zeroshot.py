@@ -3,8 +3,8 @@
 For each binary attribute a pair of prompts (present / absent) per subject, and for each categorical value
 prompts averaged over subjects (prompt ensembling, as in the CLIP paper). The logit of a binary attribute is
 logit_scale * (cos(image, present) - cos(image, absent)), averaged over subjects weighted by the subject that
-CLIP reads (a one-subject prompt set, like REAL_PROMPTS, needs no weighting). The same class wraps toy-clip (toy prompts from the
-world's grammar) and openai/clip-vit-base-patch16 (REAL_PROMPTS), so both modes share one code path.
+CLIP reads (a one-subject prompt set, like REAL_PROMPTS, needs no weighting). The same class wraps toy-clip (toy
+prompts from the world's grammar) and openai/clip-vit-base-patch16 (REAL_PROMPTS), so both modes share one code path.
 """
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ class ZeroShotAttributes(nn.Module):
                                                            for v in world.CATEGORICAL[n]]))
 
     def forward(self, x: torch.Tensor) -> dict:
-        img = F.normalize(self.clip.get_image_features(pixel_values=pixel_values(self.clip, x)).pooler_output.float(), dim=-1)
+        features = self.clip.get_image_features(pixel_values=pixel_values(self.clip, x)).pooler_output
+        img = F.normalize(features.float(), dim=-1)
         scale = self.clip.logit_scale.exp().float()
         out = {n: scale * img @ getattr(self, f"text_{n}").T for n in self.categorical}
         per_variant = scale * torch.einsum("bd,skd->bsk", img, self.binary_text)      # (B, S, 4)

@@ -29,11 +29,13 @@ TOY_MODELS = {
     "toy-ddpm": "unconditional UNet2DModel + DDPM/DDIM scheduler, trained on toy world images",
     "toy-attr": "small CNN reading every world attribute (4 binary, 4 categorical)",
     "toy-seg": "small U-Net parsing a world image into its 10 mask classes",
-    "toy-clip": "CLIPModel (ViT, 8x8 patches + text transformer) and a word-level tokenizer, contrastive on (image, caption)",
+    "toy-clip": "CLIPModel (ViT, 8x8 patches + text transformer) and a word-level tokenizer, contrastive on "
+                "(image, caption)",
     "toy-t2i": "UNet2DConditionModel on toy-clip's frozen text tower, caption dropout for classifier-free guidance",
 }
 SHIPPED_RESULTS = {  # not models but results of a full run that a notebook loads instead of recomputing
-    "stylediffusion-photo": "StyleDiffusion mapping networks (Alg. 1, official schedule) for notebook 05's held-out photo images",
+    "stylediffusion-photo": "StyleDiffusion mapping networks (Alg. 1, official schedule) for notebook 05's held-out "
+                            "photo images",
 }
 REAL_MODELS = {  # name -> (hub id, download size, the toy model that stands in for it)
     "ddpm-celebahq": ("google/ddpm-celebahq-256", "455 MB", "toy-ddpm"),
@@ -118,7 +120,8 @@ def verify(name: str, root: Optional[Path] = None) -> Path:
     for rel, digest in entry["files"].items():
         path = folder / rel
         if not path.is_file():
-            raise ManifestError(f"{name}: file {rel} is missing from {folder} (restore it with `git checkout -- {path}`)")
+            raise ManifestError(f"{name}: file {rel} is missing from {folder} (restore it with "
+                                f"`git checkout -- {path}`)")
         if _sha256(path) != digest:
             raise ManifestError(f"{name}: file {rel} has changed since it was committed (checksum mismatch); "
                                 f"restore it with `git checkout -- {path}` or retrain")
@@ -179,7 +182,8 @@ def _load(name, root, device, dtype):
                 clip = _load_real_clip("clip-vit-b16", device, dtype)
             except RuntimeError as e:
                 raise RuntimeError(f"{e} (clip-attributes stands in for toy-attr in real mode)") from None
-            return ClassifierBundle(name, ZeroShotAttributes(clip.model, clip.tokenizer, REAL_PROMPTS).eval(), clip.source)
+            reader = ZeroShotAttributes(clip.model, clip.tokenizer, REAL_PROMPTS).eval()
+            return ClassifierBundle(name, reader, clip.source)
         if name == "face-parsing":
             return _load_face_parser(name, device, dtype)
         if REAL_MODELS[name][2] == "toy-t2i":
@@ -282,7 +286,8 @@ def _load_real_t2i(name, device, dtype):
 
     from .t2i import T2IBundle
     bundle = T2IBundle(name, pipe.unet.eval().requires_grad_(False), pipe.text_encoder.eval().requires_grad_(False),
-                       pipe.tokenizer, DDIMScheduler.from_config(pipe.scheduler.config), pipe.vae.eval().requires_grad_(False),
+                       pipe.tokenizer, DDIMScheduler.from_config(pipe.scheduler.config),
+                       pipe.vae.eval().requires_grad_(False),
                        pipe.unet.config.sample_size * 8, hub_id)
     _to(bundle, device)
     return bundle
@@ -326,7 +331,8 @@ def _load_real(name, device, dtype):
                            f"reasonable speed): {type(e).__name__}: {str(e)[:200]}. "
                            f"In toy mode use zoo.load({toy!r}) instead.") from None
     from diffusers import DDIMScheduler
-    bundle = DiffusionBundle(name=name, unet=pipe.unet.eval().requires_grad_(False), scheduler=DDIMScheduler.from_config(pipe.scheduler.config),
+    bundle = DiffusionBundle(name=name, unet=pipe.unet.eval().requires_grad_(False),
+                             scheduler=DDIMScheduler.from_config(pipe.scheduler.config),
                              ddpm_scheduler=pipe.scheduler, image_size=pipe.unet.config.sample_size, source=hub_id)
     _to(bundle, device)
     return bundle

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from diffnb import attention, editbench as E, metrics, world, zoo
+from diffnb import attention, metrics, world, zoo
+from diffnb import editbench as E
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +52,10 @@ def test_binarise():
 def test_sdedit_strength_and_bad_input():
     b = zoo.load("toy-t2i")
     x = world.sample(2, seed=7).images
-    light = E.sdedit(b, x, ["a cat"] * 2, strength=0.2, num_inference_steps=10, generator=torch.Generator().manual_seed(0))
-    heavy = E.sdedit(b, x, ["a cat"] * 2, strength=1.0, num_inference_steps=10, generator=torch.Generator().manual_seed(0))
+    light = E.sdedit(b, x, ["a cat"] * 2, strength=0.2, num_inference_steps=10,
+                     generator=torch.Generator().manual_seed(0))
+    heavy = E.sdedit(b, x, ["a cat"] * 2, strength=1.0, num_inference_steps=10,
+                     generator=torch.Generator().manual_seed(0))
     assert (light - x).abs().mean() < (heavy - x).abs().mean()
     with pytest.raises(ValueError, match="strength"):
         E.sdedit(b, x, ["a cat"] * 2, strength=0.0)

@@ -1,10 +1,10 @@
 """Inversion on a tiny random UNet: Eq. 7 equals diffusers' DDIMInverseScheduler; edit-friendly is exact."""
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDPMScheduler
+from test_sampling import tiny_unet
 
 from diffnb import inversion
-from test_sampling import tiny_unet
 
 
 @pytest.fixture(scope="module")

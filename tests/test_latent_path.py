@@ -30,8 +30,10 @@ def tiny_sd():
 
 def test_latent_sampling_decodes_to_images(tiny_sd):
     prompts = ["a smiling cat with glasses", "a robot"]
-    a = t2i.sample(tiny_sd, prompts, guidance_scale=5.0, num_inference_steps=3, generator=torch.Generator().manual_seed(1))
-    b = t2i.sample(tiny_sd, prompts, guidance_scale=5.0, num_inference_steps=3, generator=torch.Generator().manual_seed(1))
+    a = t2i.sample(tiny_sd, prompts, guidance_scale=5.0, num_inference_steps=3,
+                   generator=torch.Generator().manual_seed(1))
+    b = t2i.sample(tiny_sd, prompts, guidance_scale=5.0, num_inference_steps=3,
+                   generator=torch.Generator().manual_seed(1))
     assert a.images.shape == (2, 3, 32, 32) and a.x_T.shape == (2, 4, 16, 16)
     assert torch.isfinite(a.images).all() and torch.equal(a.images, b.images)
 

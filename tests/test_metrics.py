@@ -29,7 +29,8 @@ def test_toy_lpips_is_zero_on_identical_and_grows_with_noise_and_blur(lp):
     x = world.sample(64, seed=77).images
     assert lp(x, x).abs().max() < 1e-6
     g = torch.Generator().manual_seed(0)
-    noise = [lp(x, (x + s * torch.randn(x.shape, generator=g)).clamp(-1, 1)).mean() for s in (0.02, 0.05, 0.1, 0.2, 0.4)]
+    noise = [lp(x, (x + s * torch.randn(x.shape, generator=g)).clamp(-1, 1)).mean()
+             for s in (0.02, 0.05, 0.1, 0.2, 0.4)]
     blur = [lp(x, _blur(x, r)).mean() for r in (1, 2, 3)]
     assert all(a < b for a, b in zip(noise, noise[1:])), noise
     assert all(a < b for a, b in zip(blur, blur[1:])), blur

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffnb import editbench as E, metrics, zoo
+from diffnb import editbench as E
+from diffnb import metrics, zoo
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,5 @@
-"""The hand-written steps of diffnb.sampling equal diffusers' schedulers (diffusers' scheduler tests are the pattern)."""
+"""The hand-written steps of diffnb.sampling equal diffusers' schedulers (diffusers' scheduler tests are the
+pattern)."""
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from diffnb import inversion, metrics, stylediffusion as S, world, zoo
+from diffnb import inversion, metrics, world, zoo
+from diffnb import stylediffusion as S
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,8 @@ def test_alg1_reconstructs_better_than_plain_guided_ddim(bundles):
                    iterations=10)
     assert len(inv.networks) == 10 and len(inv.losses) == 10
     rec = S.reconstruct(t2i_bundle, inv)
-    plain = inversion.text_reconstruct(t2i_bundle, inversion.text_ddim_invert(t2i_bundle, batch.images, batch.captions, 10),
+    plain = inversion.text_reconstruct(t2i_bundle,
+                                       inversion.text_ddim_invert(t2i_bundle, batch.images, batch.captions, 10),
                                        guidance_scale=5.0)
     assert metrics.psnr(batch.images, rec).mean() > metrics.psnr(batch.images, plain).mean() + 3
 
@@ -87,7 +89,8 @@ def test_bad_settings_are_named(bundles):
         with pytest.raises(ValueError, match=msg):
             S.invert(t2i_bundle, clip, x, ["a cat"], **kwargs)
     with pytest.raises(ValueError, match="strength must be a number in"):
-        S.sdedit(t2i_bundle, S.invert(t2i_bundle, clip, x, ["a cat"], num_inference_steps=2, iterations=1), ["a robot"], 1.5)
+        S.sdedit(t2i_bundle, S.invert(t2i_bundle, clip, x, ["a cat"], num_inference_steps=2, iterations=1),
+                 ["a robot"], 1.5)
 
 
 def test_swap_key_value_equal_prompts_is_plain_sampling_and_save_load_round_trip(bundles, tmp_path):

@@ -4,7 +4,8 @@ inversion of the same images at its official settings (10 inner steps, lr 1e-2),
 import pytest
 import torch
 
-from diffnb import attention, editbench, inversion, metrics, stylediffusion as S, zoo
+from diffnb import attention, editbench, inversion, metrics, zoo
+from diffnb import stylediffusion as S
 
 pytestmark = pytest.mark.slow
 

@@ -105,7 +105,8 @@ def test_two_training_steps_write_a_loadable_model(tmp_path):
                   text_layers=1, vision_layers=1)
     result = train_clip(cfg, tmp_path, progress=False)
     assert result.steps == 2
-    assert {"model.safetensors", "config.json", "tokenizer.json", "train_log.json"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "train_log.json"} <= \
+        {p.name for p in tmp_path.iterdir()}
     model = CLIPModel.from_pretrained(tmp_path, use_safetensors=True, dtype=torch.float32)
     tok = PreTrainedTokenizerFast.from_pretrained(tmp_path)
     assert model.dtype == torch.float32

@@ -30,13 +30,14 @@ EXTRA_BENCHMARKS: list[tuple[str, str, Callable[[], float]]] = [
       for m in ("ddim", "ddim_text", "negative_prompt", "null_text", "edit_friendly")],
     ("guided_edit_s_per_image", "s", lambda: guided_edit_timing()[0]),
     ("guided_over_unguided", "x", lambda: guided_edit_timing()[1]),
-    ("nb08_slider_redraw_s", "s", lambda: guided_edit_timing(batch_size=1, t1=0)[2]),
+    ("nb08_slider_redraw_s", "s", lambda: guided_edit_timing(batch_size=1, first_step=0)[2]),
     ("attention_control_over_plain", "x", lambda: attention_control_timing()[0]),
     ("nb06_slider_redraw_s", "s", lambda: attention_control_timing(pairs=2, repeats=1)[1]),
     ("stylediffusion_over_null_text_per_step", "x", lambda: stylediffusion_step_ratio()),
     ("rectified_ddim_s_per_image", "s", lambda: rectifier_timing()[0]),          # issue 17 (goal: ratio <= 2)
     ("rectified_over_plain_ddim", "x", lambda: rectifier_timing()[1]),
-    *[(k, u, lambda k=k: sdd_timing(k)) for k, u in (  # issue 19: SDD's times and Eqs. 13-15 (diffnb.sdd_run.bench_times)
+    # issue 19: SDD's times and Eqs. 13-15 (diffnb.sdd_run.bench_times)
+    *[(k, u, lambda k=k: sdd_timing(k)) for k, u in (
         ("tau_sdd_train_s", "s"), ("tau_sdd_infer_s_per_image", "s"), ("tau_sdedit_s_per_image", "s"),
         ("tau_ddib_s_per_image", "s"), ("sdd_infer_speedup_over_sdedit", "x"), ("sdd_break_even_m_vs_sdedit", "images"),
         ("sdd_break_even_m_vs_ddib", "images"), ("sdedit_over_sdd_total_time_m100_n10", "x"),
@@ -86,6 +87,7 @@ def world_images_per_s(n: int = 2000, seed: int = 1) -> float:
 def ddim_images_per_s(batch_size: int = 16, num_inference_steps: int = 50) -> float:
     """toy-ddpm images per second with DDIM (eta=0): one batch, timed from the first step."""
     import torch
+
     from diffnb import sampling, zoo
     b = zoo.load("toy-ddpm")
     start = time.perf_counter()
@@ -98,6 +100,7 @@ def slider_redraw_seconds(batch_size: int = 4, num_inference_steps: int = 30) ->
     """Notebook 01's slider at its slowest setting (4 images, 30 DDIM steps, eta = 1): seconds per redraw
     (budget: about 1 s, DESIGN.md)."""
     import torch
+
     from diffnb import sampling, zoo
     b = zoo.load("toy-ddpm")
     start = time.perf_counter()
@@ -172,22 +175,23 @@ def main(argv: list[str] | None = None) -> int:
 _GUIDED_CACHE: dict = {}
 
 
-def guided_edit_timing(batch_size: int = 16, num_inference_steps: int = 25, t1: int = 12) -> tuple:
-    """Notebook 08's attribute edit (toy-attr logit, masked, [t1, steps)) against the same unguided run:
+def guided_edit_timing(batch_size: int = 16, num_inference_steps: int = 25, first_step: int = 12) -> tuple:
+    """Notebook 08's attribute edit (toy-attr logit, masked, over the step indices [first_step, steps)) against the
+    same unguided run:
     (guided seconds per image, guided / unguided time, guided seconds per call). Cached per setting."""
-    key = (batch_size, num_inference_steps, t1)
+    key = (batch_size, num_inference_steps, first_step)
     if key not in _GUIDED_CACHE:
         from diffnb import guidance, zoo
         b, attr = zoo.load("toy-ddpm"), zoo.load("toy-attr").model
         fn = guidance.AttributeLogit(attr, "smiling", True)
 
-        def run(lam, a, z):
+        def run(strength, first, end):
             start = time.perf_counter()
-            guidance.guided_sample(b.unet, b.scheduler, fn, lam, a, z, batch_size=batch_size,
+            guidance.guided_sample(b.unet, b.scheduler, fn, strength, first, end, batch_size=batch_size,
                                    num_inference_steps=num_inference_steps, generator=0)
             return time.perf_counter() - start
         plain = run(0.0, 0, 0)
-        guided = run(1.0, t1, num_inference_steps)
+        guided = run(1.0, first_step, num_inference_steps)
         _GUIDED_CACHE[key] = (guided / batch_size, guided / plain, guided)
     return _GUIDED_CACHE[key]
 
@@ -196,18 +200,20 @@ def inversion_seconds(method: str, n: int = 4, num_inference_steps: int = 50) ->
     """Seconds per image to invert *and* reconstruct n held-out toy images at 50 steps with one of notebook
     02's methods (text methods: toy-t2i, guidance 5; null-text with the notebook's fast setting)."""
     import torch
+
     from diffnb import inversion, world, zoo
     batch = world.sample(n, seed=90_000)
     x0, prompts = batch.images, batch.captions
     if method == "ddim":
         b = zoo.load("toy-ddpm")
         start = time.perf_counter()
-        inversion.ddim_reconstruct(b.unet, b.scheduler, inversion.ddim_invert(b.unet, b.scheduler, x0, num_inference_steps).x_T,
-                                   num_inference_steps)
+        inv = inversion.ddim_invert(b.unet, b.scheduler, x0, num_inference_steps)
+        inversion.ddim_reconstruct(b.unet, b.scheduler, inv.x_T, num_inference_steps)
     elif method == "edit_friendly":
         b = zoo.load("toy-ddpm")
         start = time.perf_counter()
-        inv = inversion.edit_friendly_invert(b.unet, b.scheduler, x0, num_inference_steps, generator=torch.Generator().manual_seed(0))
+        inv = inversion.edit_friendly_invert(b.unet, b.scheduler, x0, num_inference_steps,
+                                             generator=torch.Generator().manual_seed(0))
         inversion.edit_friendly_sample(b.unet, b.scheduler, inv)
     else:
         b = zoo.load("toy-t2i")
@@ -235,6 +241,7 @@ def attention_control_timing(pairs: int = 8, num_inference_steps: int = 20, repe
     say) against plain guided sampling of the same 2 x pairs images with diffusers' default processors:
     (edit time / plain time, seconds per edit). Best of `repeats` for each."""
     import torch
+
     from diffnb import attention, t2i, zoo
     b = zoo.load("toy-t2i")
     src = ["a smiling person with black hair on a blue background"] * pairs
@@ -242,8 +249,9 @@ def attention_control_timing(pairs: int = 8, num_inference_steps: int = 20, repe
     x_T = torch.randn(pairs, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     plain = _best(repeats, lambda: t2i.sample(b, [p for pair in zip(src, tgt) for p in pair], guidance_scale=5.0,
                                     num_inference_steps=num_inference_steps, x_T=x_T.repeat_interleave(2, 0)))
-    edit = _best(repeats, lambda: attention.edit(b, attention.Replace(b.tokenizer, src, tgt, tau_c=0.6, tau_s=0.8, tau_u=0.5),
-                                       x_T=x_T, guidance_scale=5.0, num_inference_steps=num_inference_steps))
+    ctrl = lambda: attention.Replace(b.tokenizer, src, tgt, tau_c=0.6, tau_s=0.8, tau_u=0.5)
+    edit = _best(repeats, lambda: attention.edit(b, ctrl(), x_T=x_T, guidance_scale=5.0,
+                                                 num_inference_steps=num_inference_steps))
     return edit / plain, edit
 
 
@@ -252,6 +260,7 @@ def stylediffusion_step_ratio(n: int = 4, num_inference_steps: int = 20, repeats
     attention processors, mapping networks evaluated per step) over a null-text one (per-step null embeddings),
     same images, steps and guidance; best of `repeats`. The paper's Table 3: 0.30 s vs 0.28 s (1.07x)."""
     import torch
+
     from diffnb import inversion, stylediffusion, world, zoo
     b, clip = zoo.load("toy-t2i"), zoo.load("toy-clip")
     batch = world.sample(n, seed=91_000, domain="photo")
@@ -272,6 +281,7 @@ def rectifier_timing(batch_size: int = 8, num_inference_steps: int = 50, repeats
     key = (batch_size, num_inference_steps, repeats)
     if key not in _RECTIFIER_CACHE:
         import torch
+
         from diffnb import rectifier, sampling, world, zoo
         b, rect = zoo.load("toy-ddpm"), zoo.load("toy-rectifier").model
         x0 = world.sample(batch_size, seed=92_000, domain="photo").images

@@ -71,11 +71,13 @@ def write_card(name: str, run_dir: Path) -> str:
         model = AttributeClassifier(AttrConfig())
         model.load_state_dict({k: v.float() for k, v in load_file(str(run_dir / "model.safetensors")).items()})
         model.eval()
-        lines += ["## Measured (python -m diffnb.zoo install)", "", "| attribute | toy (2,000) | photo (2,000) | painting (2,000) |",
+        lines += ["## Measured (python -m diffnb.zoo install)", "",
+                  "| attribute | toy (2,000) | photo (2,000) | painting (2,000) |",
                   "| --- | --- | --- | --- |"]
         acc = {d: evaluate.attr_accuracy(model, d).accuracy for d in ("toy", "photo", "painting")}
         for attr in acc["toy"]:
-            lines.append(f"| {attr} | {acc['toy'][attr]:.3f} | {acc['photo'][attr]:.3f} | {acc['painting'][attr]:.3f} |")
+            lines.append(f"| {attr} | {acc['toy'][attr]:.3f} | {acc['photo'][attr]:.3f} | "
+                         f"{acc['painting'][attr]:.3f} |")
         lines += ["", "Bars (tests/test_quality.py): every binary attribute >= 0.98 on toy and >= 0.90 on photo.",
                   "Painting is out of domain (like METFACES for FFHQ) and has no bar."]
     elif name == "toy-seg":
@@ -137,7 +139,8 @@ def _clip_card(run_dir: Path) -> list:
              f"{q['photo'].retrieval_top1:.3f} | >= 0.80 |"]
     for b in q["toy"].zero_shot:
         yes, no = evaluate.zero_shot_prompts("cat", b)
-        lines.append(f"| zero-shot {b} (e.g. '{yes}' vs '{no}', true subject, 512 images) | {q['toy'].zero_shot[b]:.3f} | "
+        lines.append(f"| zero-shot {b} (e.g. '{yes}' vs '{no}', true subject, 512 images) | "
+                     f"{q['toy'].zero_shot[b]:.3f} | "
                      f"{q['photo'].zero_shot[b]:.3f} | >= 0.90 |")
     for b in q["toy"].directional:
         bar = ">= 0.95" if b == "glasses" else "none"
@@ -175,5 +178,6 @@ def _t2i_card(run_dir: Path) -> list:
             f"- subject right: {q.subject_right:.3f} (bar 0.95; eta 0: {q0.subject_right:.3f})",
             f"- toy-clip score with its caption beats a shuffled caption: {q.clip_beats_shuffled:.3f} (bar 0.90; "
             f"eta 0: {q0.clip_beats_shuffled:.3f})", "",
-            "| stated attribute | captions stating it | toy-attr agrees, eta 1 | eta 0 |", "| --- | --- | --- | --- |"] + \
+            "| stated attribute | captions stating it | toy-attr agrees, eta 1 | eta 0 |",
+            "| --- | --- | --- | --- |"] + \
            [f"| {k} | {n} | {a:.3f} | {q0.per_attribute[k][0]:.3f} |" for k, (a, n) in q.per_attribute.items()]

@@ -40,14 +40,18 @@ def full_run(out_dir, variants=None) -> None:
             "null-text-lr5e-2": lambda: inversion.save(inversion.null_text_invert(
                 tti, t3.images, t3.captions, **{**nt, "lr": 5e-2}), out / "null-text-lr5e-2.safetensors")}
     for name, kw in ABLATIONS.items():
-        jobs[name] = (lambda kw=kw, name=name: S.save(S.invert(tti, clip, t3.images[:a], t3.captions[:a], **{**sd, **kw}),
+        jobs[name] = (lambda kw=kw, name=name: S.save(S.invert(tti, clip, t3.images[:a], t3.captions[:a],
+                                                              **{**sd, **kw}),
                                                     out / f"{name}.safetensors", maps=0))
     jobs["partial-film"] = lambda: S.save(S.invert(tti, clip, torch.stack([p.image for p in partial]),
-                                               [p.source for p in partial], **sd), out / "partial-film.safetensors", maps=0)
+                                                   [p.source for p in partial], **sd),
+                                          out / "partial-film.safetensors", maps=0)
     jobs["partial-null-text"] = lambda: inversion.save(inversion.null_text_invert(
-        tti, torch.stack([p.image for p in partial]), [p.source for p in partial], **nt), out / "partial-null-text.safetensors")
+        tti, torch.stack([p.image for p in partial]), [p.source for p in partial], **nt),
+        out / "partial-null-text.safetensors")
     jobs["table2-film"] = lambda: S.save(S.invert(tti, clip, torch.stack([p.image for p in table2]),
-                                              [p.source for p in table2], **sd), out / "table2-film.safetensors", maps=0)
+                                                  [p.source for p in table2], **sd),
+                                         out / "table2-film.safetensors", maps=0)
     for name in variants or jobs:
         t0 = time.perf_counter()
         jobs[name]()
@@ -62,10 +66,12 @@ def card(folder) -> str:
     lines = ["# stylediffusion-photo", "",
              "Notebook 05's full run: StyleDiffusion inversions (Alg. 1, mapping networks per image and step) and "
              "null-text inversions of held-out `photo` images, on toy-t2i and toy-clip.", "",
-             "Recompute: `python -m diffnb.stylediffusion runs/stylediffusion-photo`, copy the .safetensors files here, "
+             "Recompute: `python -m diffnb.stylediffusion runs/stylediffusion-photo`, copy the .safetensors files "
+             "here, "
              "then `python -m diffnb.stylediffusion --card data/models/stylediffusion-photo` and "
              "`python -c \"from diffnb.maint import install; install.update_manifest('stylediffusion-photo')\"`.", "",
-             f"- settings: `{FULL_RUN}`", f"- ablations (on the first {FULL_RUN['ablation_n']} Table 3 images): `{ABLATIONS}`",
+             f"- settings: `{FULL_RUN}`",
+             f"- ablations (on the first {FULL_RUN['ablation_n']} Table 3 images): `{ABLATIONS}`",
              "", "| file | images | seconds (2-core CPU) | reconstruction PSNR / SSIM |", "| --- | --- | --- | --- |"]
     for path in sorted(folder.glob("*.safetensors")):
         if "null-text" in path.stem:

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import world
-from .fit import (  # noqa: F401  (the shared kit, importable from here as before)
-    TrainResult, augment, batches, fit, out_of_time, prepare, resume, save_half, save_state, write_log)
+
+# the shared kit, importable from here as before
+from .fit import TrainResult, augment, batches, fit, out_of_time, prepare, save_half, save_state, write_log  # noqa: F401
 
 
 @dataclass
