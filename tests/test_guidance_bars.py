@@ -32,6 +32,56 @@ def test_attribute_guidance_turns_smiling_on_and_keeps_the_rest(models):
             assert kept[name] >= 0.85, (name, kept)
 
 
+# Every binary attribute notebook 08 edits with toy-attr's logit, with the notebook's settings (masked to
+# guidance.ATTRIBUTE_REGIONS, [12, 25) of 25 steps), on 40 fresh samples that lack the target (seeds from 20,000,
+# which the notebook does not use). The standard is the smiling bar's: >= 80% edited, every other binary attribute
+# kept in >= 85%.
+EDITS = {"glasses": (True, 1.0), "hat": (True, 1.0), "eyes_open": (False, 3.0)}   # target, lambda (notebook 08)
+N_FRESH, FRESH_SEED = 40, 20_000
+# Measured misses (strict: a fix makes the test pass and the xfail fail, so the reason must be updated).
+MISSES = {
+    ("glasses", "kept"): "measured 2026-11-29: eyes_open kept in 0.750 of 40, smiling 0.925, hat 1.000 (bar 0.85 "
+                         "each); glasses drawn over closed eyes read as open eyes (the mask must cover the eyes); "
+                         "holding eyes_open with Eq. 17 (attribute_edits(hold='eyes_open')) is the candidate fix",
+    ("hat", "changed"): "measured 2026-11-29: hat guidance edited 0.125 of 40 (bar 0.80) at lambda 1, [12, 25), masked "
+                        "to hat + hair: a hat needs background repainted above the head, outside most masks, and "
+                        "earlier than step 12 (notebook 08 §4 says so; its Exercise 2)",
+    ("eyes_open", "kept"): "measured 2026-11-29: closing the eyes (lambda 3) kept glasses in 0.725 of 40 and smiling in "
+                           "0.825, hat 0.975 (bar 0.85 each): the eye mask, grown by 2 pixels, covers the glasses' "
+                           "rims and reaches the mouth of small faces",
+}
+
+
+@pytest.fixture(scope="module")
+def fresh_edits(models):
+    ddpm, attr, seg = models
+    return {name: guidance.attribute_edits(ddpm.unet, ddpm.scheduler, attr, name, target, lam, 12, STEPS, n=N_FRESH,
+                                           num_inference_steps=STEPS, seg_net=seg, seed=FRESH_SEED, batch_size=N_FRESH,
+                                           candidates=8 * N_FRESH)
+            for name, (target, lam) in EDITS.items()}
+
+
+def _bar(name, what):
+    reason = MISSES.get((name, what))
+    return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason)) if reason else name
+
+
+@pytest.mark.parametrize("name", [_bar(n, "changed") for n in EDITS])
+def test_attribute_guidance_edits_its_attribute(fresh_edits, name):
+    edit = fresh_edits[name]
+    rate = float(edit.changed.float().mean())
+    print(f"{name}: edited {rate:.3f} of {N_FRESH}")
+    assert rate >= 0.80, f"{name} guidance edited {rate:.1%} of {N_FRESH} fresh samples; bar 80%"
+
+
+@pytest.mark.parametrize("name", [_bar(n, "kept") for n in EDITS])
+def test_attribute_guidance_keeps_the_other_binary_attributes(fresh_edits, name):
+    kept = fresh_edits[name].kept()
+    others = {k: round(kept[k], 3) for k in world.BINARY if k != name}
+    print(f"{name}: kept {others}")
+    assert min(others.values()) >= 0.85, f"{name} guidance kept {others} of {N_FRESH}; bar 85% each"
+
+
 def test_masked_colour_edit_stays_inside_the_mask(models, base):
     ddpm, _, seg = models
     mask = guidance.region_mask(seg, base.images, ("hair",), dilate=0)
