@@ -6,19 +6,36 @@
 # through η), read the predicted clean image $\mathbf{P}_t$ and the direction $\mathbf{D}_t$ at every step, and
 # check a hand-written step against the `diffusers` scheduler to the fifth decimal.
 #
-# The maths follows §3.1 of Lundberg's thesis *Image Editing with Denoising Diffusion Models and Gradient
-# Guidance* (2023), which writes $\alpha_t$ for the cumulative product that DDIM calls $\bar\alpha_t$; the code
-# uses the unambiguous `alpha_bar`.
+# The maths follows §3.1 of Lundberg's thesis, which writes $\alpha_t$ for the cumulative product that DDIM calls
+# $\bar\alpha_t$; the code uses the unambiguous `alpha_bar`.
+#
+# **References.**
+# - J. Ø. Lundberg, *Image Editing with Denoising Diffusion Models and Gradient Guidance*, master's thesis,
+#   IT University of Copenhagen, 2023 (no arXiv id; [itu.dk](https://en.itu.dk/)). §3.1, Eqs. 1 and 3-6.
+# - J. Ho, A. Jain, P. Abbeel, *Denoising Diffusion Probabilistic Models*, NeurIPS 2020,
+#   [arXiv:2006.11239](https://arxiv.org/abs/2006.11239): the forward process and the training loss.
+# - J. Song, C. Meng, S. Ermon, *Denoising Diffusion Implicit Models*, ICLR 2021,
+#   [arXiv:2010.02502](https://arxiv.org/abs/2010.02502): the DDIM step and η (its Eq. 12).
+#
+# **Conventions.** Every sentence below that reports a measured result is followed by a check cell that asserts
+# it (the assertion's message names the claim, the measured value and the bound), and numbers in the text are
+# formatted from the values the code computed.
 
 # %%
 import time
+
+import re
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from IPython.display import Markdown, display
+from transformers.utils import logging as transformers_logging
 
 from diffnb import evaluate, metrics, sampling, show, t2i, widgets, world, zoo
+
+transformers_logging.disable_progress_bar()   # no "Loading weights" bars in the saved outputs
 
 # %% [markdown]
 # ## Settings
@@ -31,7 +48,7 @@ SEED = 0                     # every random draw below comes from a CPU torch.Ge
 NUM_INFERENCE_STEPS = 50     # DDIM / DDPM sampling steps
 ETA = 0.0                    # 0 = DDIM (deterministic), 1 = DDPM-like (Eq. 6)
 N_SAMPLES = 16               # images per sampling run
-TRAIN_SECONDS = 40           # wall-clock budget of the live training demo
+TRAIN_STEPS = 80             # optimiser steps of the live training demo (batch 32; a few seconds on a quiet CPU)
 DEVICE = zoo.get_device()
 MODEL = {"toy": "toy-ddpm", "real": "ddpm-celebahq"}[MODE]
 
@@ -65,9 +82,13 @@ show.rows([("cats", cats.images),
 # %%
 # NBVAL_CHECK_OUTPUT
 again = world.sample(16, seed=SEED)
-print("same seed, same pixels:", torch.equal(again.images, batch.images))
-print("parsed caption:", world.parse_caption(batch.captions[0]) == {k: v for k, v in batch.attributes[0].as_dict().items()
-      if k in world.parse_caption(batch.captions[0])})
+same_pixels = torch.equal(again.images, batch.images)
+parsed = world.parse_caption(batch.captions[0])
+caption_agrees = parsed == {k: v for k, v in batch.attributes[0].as_dict().items() if k in parsed}
+print("same seed, same pixels:", same_pixels)
+print("parsed caption:", caption_agrees)
+assert same_pixels, "claim 'the world is deterministic (same seed, same pixels)': two draws with seed SEED differ"
+assert caption_agrees, f"claim 'each image comes with its caption': caption {batch.captions[0]!r} parses to {parsed}"
 
 # %% [markdown]
 # ## 2. The forward process
@@ -95,13 +116,15 @@ t = torch.tensor(ts)
 ours = alpha_bar[t].view(-1, 1, 1, 1) ** 0.5 * x0 + (1 - alpha_bar[t]).view(-1, 1, 1, 1) ** 0.5 * n
 print("Eq. 1 equals scheduler.add_noise:", torch.allclose(ours, scheduler.add_noise(x0.repeat(8, 1, 1, 1), n.repeat(8, 1, 1, 1), t), atol=1e-6))
 print(f"alpha_bar at t = 0, 500, 999: {alpha_bar[0]:.4f}, {alpha_bar[500]:.4f}, {alpha_bar[999]:.6f}")
+assert torch.allclose(ours, scheduler.add_noise(x0.repeat(8, 1, 1, 1), n.repeat(8, 1, 1, 1), t), atol=1e-6), \
+    "claim 'Eq. 1 is what scheduler.add_noise computes': they differ by more than 1e-6"
 
 # %% [markdown]
 # ## 3. Training a tiny DDPM, live
 # The network $\epsilon_\theta(\mathbf{x}_t, t)$ learns to predict the noise $\mathbf n$ that made $\mathbf x_t$:
 # minimise $\lVert \mathbf n - \epsilon_\theta(\sqrt{\bar\alpha_t}\mathbf x_0 + \sqrt{1-\bar\alpha_t}\mathbf n, t)\rVert^2$
-# over random images, timesteps and noise. Here a very small `UNet2DModel` trains for `TRAIN_SECONDS` on this CPU:
-# enough to watch the loss fall, far from enough for good pictures.
+# over random images, timesteps and noise. Here a very small `UNet2DModel` trains for `TRAIN_STEPS` steps on this
+# CPU: enough to watch the loss fall, far from enough for good pictures.
 
 # %%
 gen = torch.Generator().manual_seed(SEED)
@@ -109,28 +132,45 @@ torch.manual_seed(SEED)
 tiny = UNet2DModel(sample_size=32, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
                    down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
 opt = torch.optim.AdamW(tiny.parameters(), lr=1e-3)
-losses, start, step = [], time.time(), 0
-for data in world.stream(32, seed=SEED):
+losses, start = [], time.time()
+for step, data in zip(range(TRAIN_STEPS), world.stream(32, seed=SEED)):
     noise = torch.randn(data.images.shape, generator=gen)
     t = torch.randint(0, 1000, (32,), generator=gen)
     loss = F.mse_loss(tiny(scheduler.add_noise(data.images, noise, t), t).sample, noise)
     opt.zero_grad(); loss.backward(); opt.step()
-    losses.append(loss.item()); step += 1
-    if time.time() - start > TRAIN_SECONDS:
-        break
-plt.figure(figsize=(5, 2), dpi=72); plt.plot(losses); plt.yscale("log"); plt.xlabel("step"); plt.ylabel("loss")
-plt.title(f"{sum(p.numel() for p in tiny.parameters()) / 1e3:.0f}k parameters, {step} steps", fontsize=10);
+    losses.append(loss.item())
+train_seconds = time.time() - start
+plt.figure(figsize=(6, 2.2), dpi=100); plt.plot(losses); plt.yscale("log"); plt.xlabel("step"); plt.ylabel("loss")
+plt.title(f"{sum(p.numel() for p in tiny.parameters()) / 1e3:.0f}k parameters, {len(losses)} steps", fontsize=10);
 
 # %%
 quick = sampling.sample(tiny, DDIMScheduler.from_config(scheduler.config), batch_size=8, num_inference_steps=25,
                         generator=torch.Generator().manual_seed(SEED))
-show.grid(quick.images, nrow=8, title=f"after {TRAIN_SECONDS} s of training");
+show.grid(quick.images, nrow=8, title=f"after {len(losses)} steps ({train_seconds:.0f} s) of training");
 
-# %% [markdown]
-# The loss has fallen by an order of magnitude, yet the samples are still noise: a small loss averaged over all
-# $t$ is easy to reach on the nearly clean timesteps, while turning pure noise into a face needs the model to be
-# right at *every* step of the chain. `toy-ddpm` is the same recipe with a 2.7M-parameter UNet trained for
-# thousands of steps (its model card, printed below, gives the exact command, steps and minutes).
+
+# %%
+def roughness(images):
+    """Mean |difference| between horizontally neighbouring pixels: high for noise, low for the flat toy world."""
+    return float((images[..., 1:] - images[..., :-1]).abs().mean())
+
+loss_start, loss_end = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+rough_quick, rough_world = roughness(quick.images), roughness(batch.images)
+display(Markdown(
+    f"In {len(losses)} steps the loss has fallen {loss_start / loss_end:.0f}-fold (from {loss_start:.2f} over the "
+    f"first 5 steps to {loss_end:.3f} over the last 5), yet the samples are still noise: neighbouring pixels differ by "
+    f"{rough_quick:.2f} on average, against {rough_world:.2f} in the toy world's images. A small loss averaged over "
+    f"all $t$ is easy to reach on the nearly clean timesteps, while turning pure noise into a face needs the model to "
+    f"be right at *every* step of the chain. `toy-ddpm` is the same recipe with a 2.7M-parameter UNet trained for "
+    f"thousands of steps (its model card, printed below, gives the exact command, steps and minutes)."))
+
+# %%
+assert loss_start / loss_end >= 3, (
+    f"claim 'the loss has fallen {loss_start / loss_end:.0f}-fold': first-5 mean {loss_start:.3f} / last-5 mean "
+    f"{loss_end:.3f} = {loss_start / loss_end:.1f}, bound >= 3")
+assert rough_quick > 2 * rough_world, (
+    f"claim 'the samples are still noise': their roughness {rough_quick:.3f} should exceed twice the world's "
+    f"{rough_world:.3f}")
 
 # %%
 ddpm = zoo.load(MODEL, device=DEVICE)
@@ -164,17 +204,36 @@ ancestral = sampling.sample(ddpm.unet, ddpm.ddpm_scheduler, batch_size=N_SAMPLES
 show.rows([(f"DDIM, η = 0, {NUM_INFERENCE_STEPS} steps ({seconds:.1f} s)", ddim), ("DDIM, η = 1", ddpm_like),
            ("DDPMScheduler (ancestral)", ancestral)], nrow=8);
 
-# %% [markdown]
-# Move the sliders: η blends DDIM into DDPM, and fewer steps trade quality for speed. The same seed starts every
-# picture from the same $\mathbf x_T$, so at η = 0 the faces stay the same people as the step count changes,
-# while η > 0 injects fresh noise at every step and they drift. (Four images and at most 30 steps keep each redraw
-# under a second on a laptop CPU; every setting you visit is cached.)
-#
-# η changes more than sharpness. Over 256 samples (toy-ddpm's card, written by `python -m diffnb.zoo install`),
-# deterministic DDIM draws a white background for 4% of the images and a yellow one for 12%, where the world has 20%
-# each; with η = 1 the same model draws 12.5% and 16%, and every attribute frequency comes within 10 points of the
-# world's. The scheduler clips $\mathbf P_t$ to $[-1, 1]$, and at high noise that pulls a deterministic trajectory
-# toward the middle of the palette; fresh noise at every step lets it recover. Exercise 5 measures it.
+# %%
+# The same x_T at 10 and 20 steps: how far apart are the two pictures, with and without fresh noise?
+drift = {eta: float((draw(eta, 10, n=4) - draw(eta, 20, n=4)).abs().mean()) for eta in (0.0, 1.0)}
+card_rows = {m[0]: tuple(map(float, m[1:])) for m in
+             re.findall(r"^\| ([a-z_]+=?[a-z]*) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", ddpm.card or "", re.M)}
+gap = {e: max(abs(v[i] - v[2]) for v in card_rows.values()) for i, e in ((0, 1), (1, 0))}
+(white1, white0, white_w), (yellow1, yellow0, yellow_w) = card_rows["background=white"], card_rows["background=yellow"]
+display(Markdown(
+    f"Move the sliders: η blends DDIM into DDPM, and fewer steps trade quality for speed. The same seed starts every "
+    f"picture from the same $\\mathbf x_T$, so at η = 0 the faces stay the same people as the step count changes "
+    f"(10 and 20 steps differ by {drift[0.0]:.3f} per pixel on average), while η > 0 injects fresh noise at every step "
+    f"and they drift (η = 1: {drift[1.0]:.3f}). Four images and at most 30 steps keep each redraw short "
+    f"(`python -m diffnb.bench` measures it); every setting you visit is cached.\n\n"
+    f"η changes more than sharpness. Over 256 samples (toy-ddpm's card, written by `python -m diffnb.zoo install`), "
+    f"deterministic DDIM draws a white background for {white0:.1%} of the images and a yellow one for {yellow0:.1%}, "
+    f"where the world has {white_w:.0%} each; with η = 1 the same model draws {white1:.1%} and {yellow1:.1%}, and every "
+    f"attribute frequency comes within {gap[1]:.3f} of the world's (η = 0: {gap[0]:.3f}). A likely cause, which "
+    f"Exercise 5 tests: the scheduler clips $\\mathbf P_t$ to $[-1, 1]$, and at high noise that pulls a deterministic "
+    f"trajectory toward the middle of the palette, while fresh noise at every step lets it recover."))
+
+# %%
+assert drift[0.0] < drift[1.0] / 2, (
+    f"claim 'at η = 0 the faces stay the same as the steps change, at η = 1 they drift': per-pixel change "
+    f"10 -> 20 steps {drift[0.0]:.3f} at η = 0 should be under half of {drift[1.0]:.3f} at η = 1")
+assert white0 < white1 and white0 < white_w - 0.1 and yellow0 < yellow_w, (
+    f"claim 'DDIM under-draws white and yellow backgrounds': white {white0} (η 0) vs {white1} (η 1) vs world "
+    f"{white_w}; yellow {yellow0} vs world {yellow_w}")
+assert gap[1] <= 0.10 < gap[0], (
+    f"claim 'with η = 1 every frequency is within 0.10 of the world's, not with η = 0': gaps {gap[1]:.3f} (η 1), "
+    f"{gap[0]:.3f} (η 0)")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -184,16 +243,62 @@ widgets.interactive_grid(lambda eta, steps: draw(eta, steps, n=4), nrow=4,
 
 # %% [markdown]
 # ## 5. $\mathbf P_t$ and $\mathbf D_t$ along the trajectory
-# Early on, $\mathbf P_t$ is a blurry average face; the layout (subject, background) is settled early, details
-# (eyes, mouth, glasses) late. $\mathbf D_t$ is the noise direction and shrinks to zero at the end.
+# One DDIM run (η = 0, 50 steps), shown at eight of its steps. The top two rows are images; the bottom row is the
+# size of $\mathbf D_t$ at each pixel (the length of its RGB vector), drawn on **one colour scale shared by all eight
+# panels**, so that its shrinking is visible.
 
 # %%
 traj = sampling.sample(ddpm.unet, ddpm.scheduler, batch_size=1, num_inference_steps=NUM_INFERENCE_STEPS,
                        generator=torch.Generator().manual_seed(SEED + 3), return_trajectory=True, device=DEVICE).trajectory
 picked = [traj[int(i)] for i in torch.linspace(0, len(traj) - 1, 8).round()]
-show.rows([("x_t at t = " + ", ".join(str(s["t"]) for s in picked), torch.cat([s["x_t"] for s in picked])),
-           ("P_t (Eq. 4)", torch.cat([s["pred_x0"] for s in picked])),
-           ("D_t (Eq. 5, rescaled)", torch.cat([s["dir_xt"] / s["dir_xt"].abs().max() for s in picked]))], nrow=8);
+d_size = [s["dir_xt"][0].norm(dim=0) for s in picked]            # (H, W) per panel
+d_max = max(float(d.max()) for d in d_size)
+fig, axes = plt.subplots(3, 8, figsize=(9, 3.9), dpi=100, gridspec_kw={"hspace": 0.35, "wspace": 0.05})
+for c, s in enumerate(picked):
+    axes[0, c].imshow(show.grid_array(s["x_t"], nrow=1, pad=0)); axes[0, c].set_title(f"t = {s['t']}", fontsize=9)
+    axes[1, c].imshow(show.grid_array(s["pred_x0"], nrow=1, pad=0))
+    im = axes[2, c].imshow(d_size[c], cmap="magma", vmin=0, vmax=d_max)
+for r, label in enumerate(["x_t", "P_t (Eq. 4)", "|D_t| (Eq. 5)"]):
+    axes[r, 0].set_ylabel(label, fontsize=9)
+for ax in axes.flat:
+    ax.set_xticks([]); ax.set_yticks([])
+fig.colorbar(im, ax=axes[2, :], fraction=0.02, pad=0.01, label="|D_t| per pixel (shared scale)");
+
+
+# %%
+def blur(images, k=8):
+    """The layout: the mean colour of k x k blocks."""
+    return F.avg_pool2d(images, k)
+
+final = traj[-1]["pred_x0"]
+layout_err = [float((blur(s["pred_x0"]) - blur(final)).abs().mean()) for s in picked]
+detail_err = [float(((s["pred_x0"] - blur(s["pred_x0"]).repeat_interleave(8, 2).repeat_interleave(8, 3))
+                     - (final - blur(final).repeat_interleave(8, 2).repeat_interleave(8, 3))).abs().mean()) for s in picked]
+d_rms = [float(s["dir_xt"].pow(2).mean().sqrt()) for s in picked]
+ts_shown = [s["t"] for s in picked]
+settled = lambda errs: next(t for t, e in zip(ts_shown, errs) if e < 0.05)
+t_layout, t_detail = settled(layout_err), settled(detail_err)
+noisy = [t for t, s in zip(ts_shown, picked) if roughness(s["pred_x0"]) > 2 * roughness(final)]
+display(Markdown(
+    f"At t = {', '.join(map(str, noisy))}, $\\mathbf P_t$ is still mostly noise (its neighbouring pixels differ more "
+    f"than twice as much as the final image's), because $\\bar\\alpha_t$ is so small there that Eq. 4 multiplies the "
+    f"model's error by up to {1 / float(alpha_bar[ts_shown[0]]) ** 0.5:.0f}. After that it is a blurry guess of the "
+    f"final face, and the layout settles before the details: the mean colour of 8×8 blocks comes within 0.05 of the "
+    f"final image's from t = {t_layout} on, the detail inside those blocks only from t = {t_detail}. "
+    f"$\\mathbf D_t$ is the predicted noise scaled by $\\sqrt{{1-\\bar\\alpha_{{t-1}}}}$ (η = 0): its size falls "
+    f"from {d_rms[0]:.2f} (root mean square) at t = {ts_shown[0]} to {d_rms[-2]:.2f} at t = {ts_shown[-2]}, and is "
+    f"exactly {d_rms[-1]:g} at the last step, where $\\bar\\alpha_{{t-1}} = 1$, so the last step returns "
+    f"$\\mathbf P_t$ itself."))
+
+# %%
+assert len(noisy) >= 1 and noisy == ts_shown[:len(noisy)], (
+    f"claim 'P_t is noise at the start': panels whose roughness exceeds twice the final image's: {noisy}, "
+    f"expected the first one(s) of {ts_shown}")
+assert t_layout > t_detail, (
+    f"claim 'the layout settles before the details': layout within 0.05 from t = {t_layout}, details from "
+    f"t = {t_detail}; the layout's t should be larger (earlier)")
+assert all(a > b for a, b in zip(d_rms, d_rms[1:])) and d_rms[-1] == 0, (
+    f"claim 'D_t shrinks at every panel and is 0 at the last step': RMS {[round(d, 3) for d in d_rms]}")
 
 # %% [markdown]
 # ## 6. A hand-written step equals the library's
@@ -216,6 +321,7 @@ with torch.inference_mode():
         worst = max(worst, (ours.prev_sample - ref.prev_sample).abs().max().item())
         x = ref.prev_sample
 print(f"max |ours - diffusers| over {NUM_INFERENCE_STEPS} steps at η = 0.5 below 1e-5: {worst < 1e-5}")
+assert worst < 1e-5, f"claim 'the hand-written step equals diffusers' step': max difference {worst:.2e}, bound 1e-5"
 
 # %% [markdown]
 # ## 7. Meet the zoo
@@ -282,7 +388,7 @@ for c in [world.caption(a) for a in attr.model.predict(ddim[:4]).attributes()]:
 #    spends more steps at low noise?
 # 3. Sample with 5, 10, 20 and 50 DDIM steps from the same $\mathbf x_T$ and measure how often toy-attr reads the same
 #    attributes as at 50 steps.
-# 4. Train the tiny model for 5 minutes instead of 40 s. What appears first: colours, layout, or eyes?
+# 4. Train the tiny model for 5 minutes instead of `TRAIN_STEPS` steps. What appears first: colours, layout, or eyes?
 # 5. Measure the background frequencies of 256 toy-ddpm samples with `evaluate.ddpm_samples(ddpm, eta=...)` and
 #    `evaluate.sample_quality` at η = 0, 0.5 and 1, then at η = 0 with `clip_sample=False` in the scheduler config.
 #    Which setting draws white backgrounds as often as the world does, and what does turning clipping off cost?
@@ -290,5 +396,5 @@ for c in [world.caption(a) for a in attr.model.predict(ddim[:4]).attributes()]:
 # ## Run it on the real models
 # Set `MODE = "real"` in the settings cell on a machine with a GPU and network. `zoo.load("ddpm-celebahq")` then
 # downloads `google/ddpm-celebahq-256` (455 MB) and every sampling cell runs unchanged at 256×256; the toy-world cells
-# and toy-attr stay as they are (toy-attr reads only the toy world). Expect about 10 s per 50-step DDIM batch of 16
-# on a recent GPU instead of the CPU numbers above.
+# and toy-attr stay as they are (toy-attr reads only the toy world). The 256×256 model is far larger than toy-ddpm,
+# so use a GPU; the timings printed above are this CPU's, for the toy model.
