@@ -32,6 +32,7 @@ TOY_MODELS = {
     "toy-clip": "CLIPModel (ViT, 8x8 patches + text transformer) and a word-level tokenizer, contrastive on "
                 "(image, caption)",
     "toy-t2i": "UNet2DConditionModel on toy-clip's frozen text tower, caption dropout for classifier-free guidance",
+    "toy-rectifier": "Hou et al.'s rectifier: separable kernel offsets for toy-ddpm's mid and up blocks (diffnb.rectifier)",
 }
 SHIPPED_RESULTS = {  # not models but results of a full run that a notebook loads instead of recomputing
     "stylediffusion-photo": "StyleDiffusion mapping networks (Alg. 1, official schedule) for notebook 05's held-out "
@@ -202,6 +203,9 @@ def _load(name, root, device, dtype):
         bundle = _load_seg(folder, card, dtype)
     elif name == "toy-t2i":
         bundle = _load_t2i(folder, card, dtype, root)
+    elif name == "toy-rectifier":   # issue 17
+        from .rectifier import load_bundle
+        bundle = load_bundle(folder, card=card, dtype=dtype)
     else:
         bundle = _load_attr(folder, card, dtype)
     _to(bundle, device)
