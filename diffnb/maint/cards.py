@@ -12,10 +12,17 @@ import torch
 from .. import evaluate, toyclip
 from ..zoo import load
 from . import clip_training, t2i_training, training
+from ..rectifier import RectifierTrainConfig as rectifier_config
 
 
 def _train_t2i(cfg, out_dir, **kwargs):
     return t2i_training.train_t2i(cfg, out_dir, load("toy-clip"), **kwargs)
+
+
+def _train_rectifier(cfg, out_dir, **kwargs):   # toy-rectifier (notebook 03): over the shipped toy-ddpm
+    from .. import rectifier
+    b = load("toy-ddpm")
+    return rectifier.train(b.unet, b.scheduler, cfg, out_dir, **kwargs)[1]
 
 
 TRAINERS = {  # name -> (config dataclass, trainer(cfg, out_dir, progress=True[, resume=False]) -> TrainResult)
@@ -24,6 +31,7 @@ TRAINERS = {  # name -> (config dataclass, trainer(cfg, out_dir, progress=True[,
     "toy-seg": (training.SegTrainConfig, training.train_seg),
     "toy-t2i": (t2i_training.T2ITrainConfig, _train_t2i),
     "toy-clip": (toyclip.ClipTrainConfig, clip_training.train_clip),
+    "toy-rectifier": (rectifier_config, _train_rectifier),
 }
 
 
@@ -119,6 +127,9 @@ def write_card(name: str, run_dir: Path) -> str:
         lines += _t2i_card(run_dir)
     if name == "toy-clip":
         lines += _clip_card(run_dir)
+    if name == "toy-rectifier":   # issue 17: Table 1 in miniature, and table1.safetensors beside the weights
+        from ..reconbench import card_lines
+        lines += card_lines(run_dir)
     return "\n".join(lines) + "\n"
 
 
