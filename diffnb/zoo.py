@@ -32,11 +32,14 @@ TOY_MODELS = {
     "toy-clip": "CLIPModel (ViT, 8x8 patches + text transformer) and a word-level tokenizer, contrastive on "
                 "(image, caption)",
     "toy-t2i": "UNet2DConditionModel on toy-clip's frozen text tower, caption dropout for classifier-free guidance",
+    "toy-ae": "tiny diffusers AutoencoderKL (latent 8x8x8), SDD's frozen encoder E and generator G (diffnb.toyae)",
     "toy-rectifier": "Hou et al.'s rectifier: separable kernel offsets for toy-ddpm's mid and up blocks (diffnb.rectifier)",
 }
 SHIPPED_RESULTS = {  # not models but results of a full run that a notebook loads instead of recomputing
     "stylediffusion-photo": "StyleDiffusion mapping networks (Alg. 1, official schedule) for notebook 05's held-out "
                             "photo images",
+    "sdd-manipulators": "SDD latent mappers over toy-ae distilled from toy-t2i, and their HQS curves (notebook 07; "
+                        "diffnb.sdd_run)",
 }
 REAL_MODELS = {  # name -> (hub id, download size, the toy model that stands in for it)
     "ddpm-celebahq": ("google/ddpm-celebahq-256", "455 MB", "toy-ddpm"),
@@ -203,6 +206,10 @@ def _load(name, root, device, dtype):
         bundle = _load_seg(folder, card, dtype)
     elif name == "toy-t2i":
         bundle = _load_t2i(folder, card, dtype, root)
+    elif name == "toy-ae":   # issue 19
+        from .toyae import load_folder
+        bundle = load_folder(folder, card=card, dtype=dtype)
+        bundle.vae.to(device) if device is not None else None
     elif name == "toy-rectifier":   # issue 17
         from .rectifier import load_bundle
         bundle = load_bundle(folder, card=card, dtype=dtype)

@@ -33,6 +33,8 @@ TRAINERS = {  # name -> (config dataclass, trainer(cfg, out_dir, progress=True[,
     "toy-clip": (toyclip.ClipTrainConfig, clip_training.train_clip),
     "toy-rectifier": (rectifier_config, _train_rectifier),
 }
+from .. import toyae  # noqa: E402, I001  (issue 19: toy-ae, SDD's frozen encoder and generator)
+TRAINERS["toy-ae"] = (toyae.AETrainConfig, toyae.train_ae)
 
 
 def train(name: str, steps=None, out=None, resume: bool = False, **overrides) -> training.TrainResult:
@@ -127,6 +129,8 @@ def write_card(name: str, run_dir: Path) -> str:
         lines += _t2i_card(run_dir)
     if name == "toy-clip":
         lines += _clip_card(run_dir)
+    if name == "toy-ae":   # issue 19
+        lines += toyae.card_lines(run_dir)
     if name == "toy-rectifier":   # issue 17: Table 1 in miniature, and table1.safetensors beside the weights
         from ..reconbench import card_lines
         lines += card_lines(run_dir)
