@@ -103,7 +103,8 @@ def reconstruct(unet, scheduler, rect, x0: torch.Tensor, num_inference_steps: in
         model = RectifiedUNet(unet, rect, xb, scheduler, mode)
         parts["x_T"].append(x_T.cpu())
         parts["base"].append(inversion.ddim_reconstruct(unet, scheduler, x_T, num_inference_steps).cpu())
-        x_T_r = x_T if invert_with == "base" else inversion.ddim_invert(model, scheduler, xb, num_inference_steps).x_T.to(xb.device)
+        x_T_r = x_T if invert_with == "base" else \
+            inversion.ddim_invert(model, scheduler, xb, num_inference_steps).x_T.to(xb.device)
         parts["rectified"].append(inversion.ddim_reconstruct(model, scheduler, x_T_r, num_inference_steps).cpu())
         if gap_points:
             for name, m in (("base", unet), ("rectified", model)):
@@ -136,7 +137,8 @@ def table_rows(results: dict) -> list:
         fmt = lambda m, v: f"{v:.3e}" if m == "gap" else f"{v:.4f}"  # noqa: E731
         for name in ("base", "rectified"):
             tag = "toy-ddpm" if name == "base" else "+ rectifier"
-            rows.append(f"| {label}: {tag} | " + " | ".join(fmt(m, float(res.scores[name][m].mean())) for m in ms) + " |")
+            cells = " | ".join(fmt(m, float(res.scores[name][m].mean())) for m in ms)
+            rows.append(f"| {label}: {tag} | {cells} |")
         diffs = [paired(res, m) for m in ms]
         rows.append(f"| {label}: difference ± s.e. | " + " | ".join(
             f"{fmt(m, d[0])} ± {fmt(m, d[1])}" for m, d in zip(ms, diffs)) + " |")
@@ -151,7 +153,8 @@ def paper_rows() -> list:
 # ------------------------------------------------------------------------------------------------
 # Maintainers: the card's Table 1 (python -m diffnb.zoo install toy-rectifier runs/toy-rectifier)
 # ------------------------------------------------------------------------------------------------
-CARD_SETTINGS = (("photo", 50, 32), ("photo", 20, 32), ("painting", 50, 16))   # (domain, steps, images); the bar test: 200
+# (domain, steps, images); the bar test: 200
+CARD_SETTINGS = (("photo", 50, 32), ("photo", 20, 32), ("painting", 50, 16))
 HELD_OUT_SEED = 70_000    # held-out world seeds: training draws from training.batches(seed + 5000) streams
 
 
@@ -223,7 +226,8 @@ def card_lines(run_dir) -> list:
              f"{full:,} full ({sep / full:.1%})", f"- U-Net fingerprint: {rect.config.fingerprint}", "",
              "## Table 1 in miniature (python -m diffnb.zoo install)", "",
              f"Held-out world images (seed {HELD_OUT_SEED}); each model DDIM-inverts and reconstructs for itself "
-             "(toy-ddpm alone; toy-ddpm with the rectifier). L1/L2 on [0, 1]; LPIPS is toy-LPIPS (toy-attr trunk); ||Δe||² is the posterior-mean "
+             "(toy-ddpm alone; toy-ddpm with the rectifier). L1/L2 on [0, 1]; LPIPS is toy-LPIPS (toy-attr trunk); "
+             "||Δe||² is the posterior-mean "
              "gap (diffnb.reconbench). Per-image numbers: table1.safetensors. "
              f"Measured in {(time.time() - start) / 60:.1f} minutes.", "",
              "| setting | L1 | L2 | LPIPS | SSIM | ‖Δe‖² |", "| --- | --- | --- | --- | --- | --- |"]

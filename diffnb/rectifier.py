@@ -143,10 +143,12 @@ def check_images(x0: torch.Tensor, x_t: torch.Tensor, tol: float = 1e-3) -> None
     if not isinstance(x0, torch.Tensor) or x0.ndim != 4:
         raise ValueError("x0 must be a (B, C, H, W) tensor in [-1, 1]; convert images with diffnb.images.to_tensor")
     if x0.shape != x_t.shape:
-        raise ValueError(f"x0 and x_t must have the same shape (B, C, H, W), got {tuple(x0.shape)} and {tuple(x_t.shape)}")
+        raise ValueError(f"x0 and x_t must have the same shape (B, C, H, W), got {tuple(x0.shape)} and "
+                         f"{tuple(x_t.shape)}")
     lo, hi = float(x0.min()), float(x0.max())
     if lo < -1 - tol or hi > 1 + tol:
-        raise ValueError(f"x0 must lie in [-1, 1] (diffnb.images.to_tensor's range), got values in [{lo:.3f}, {hi:.3f}]")
+        raise ValueError(f"x0 must lie in [-1, 1] (diffnb.images.to_tensor's range), got values in "
+                         f"[{lo:.3f}, {hi:.3f}]")
 
 
 def check_unet(unet, config: RectifierConfig) -> None:

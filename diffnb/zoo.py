@@ -33,7 +33,8 @@ TOY_MODELS = {
                 "(image, caption)",
     "toy-t2i": "UNet2DConditionModel on toy-clip's frozen text tower, caption dropout for classifier-free guidance",
     "toy-ae": "tiny diffusers AutoencoderKL (latent 8x8x8), SDD's frozen encoder E and generator G (diffnb.toyae)",
-    "toy-rectifier": "Hou et al.'s rectifier: separable kernel offsets for toy-ddpm's mid and up blocks (diffnb.rectifier)",
+    "toy-rectifier": ("Hou et al.'s rectifier: separable kernel offsets for toy-ddpm's mid and up blocks "
+                      "(diffnb.rectifier)"),
 }
 SHIPPED_RESULTS = {  # not models but results of a full run that a notebook loads instead of recomputing
     "stylediffusion-photo": "StyleDiffusion mapping networks (Alg. 1, official schedule) for notebook 05's held-out "

@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from diffnb import rectifier as R
 from diffnb import reconbench, sampling, world, zoo
+from diffnb import rectifier as R
 
 
 def tiny_unet(channels=(8, 16), seed=0):
@@ -205,12 +205,13 @@ def table1(ddpm):
     return reconbench.reconstruct(ddpm.unet, ddpm.scheduler, zoo.load("toy-rectifier").model, x0, STEPS, perceptual)
 
 
-# Not yet measured on 200 images: an estimated 10+ minutes of a quiet 2-core machine (the rectified passes cost ~3x plain
-# DDIM), which CI's 45-minute budget cannot take beside the other bars until the rectified forward is faster or the
-# per-image numbers are computed once and shared. The card's 32-image table points the same way (L2 -0.0023 +- 0.0004,
-# gap -1.0e-4 +- 5.9e-6 at 50 steps). Issue 17 stays open on this bar.
+# Not yet measured on 200 images: an estimated 10+ minutes of a quiet 2-core machine (the rectified passes cost ~3x
+# plain DDIM), which CI's 45-minute budget cannot take beside the other bars until the rectified forward is faster or
+# the per-image numbers are computed once and shared. The card's 32-image table points the same way
+# (L2 -0.0023 +- 0.0004, gap -1.0e-4 +- 5.9e-6 at 50 steps). Issue 17 stays open on this bar.
 @pytest.mark.slow
-@pytest.mark.skip(reason="not measured yet: an estimated 10+ min on 2 cores for 200 images (issue 17 stays open); card: 32 images")
+@pytest.mark.skip(reason="not measured yet: an estimated 10+ min on 2 cores for 200 images (issue 17 stays open); "
+                         "card: 32 images")
 @pytest.mark.parametrize("metric", ["gap", "L2"])
 def test_rectifier_lowers_gap_and_l2_on_200_held_out_photo_images(table1, metric):
     mean, se, _ = reconbench.paired(table1, metric)

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 from .. import evaluate, toyclip
+from ..rectifier import RectifierTrainConfig as rectifier_config
 from ..zoo import load
 from . import clip_training, t2i_training, training
-from ..rectifier import RectifierTrainConfig as rectifier_config
 
 
 def _train_t2i(cfg, out_dir, **kwargs):
