@@ -51,11 +51,14 @@ NBVAL  = @if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 	  echo "nbval: no notebooks in notebooks/ yet, skipped"; \
 	fi
 
+# ruff (configured in pyproject.toml) lints the package and the tests first.
 test: $(STAMP)
+	$(BIN)/ruff check diffnb tests
 	$(PYTEST) tests -m "not slow" --durations=12
 	$(NBVAL)
 
 check: $(STAMP)
+	$(BIN)/ruff check diffnb tests
 	$(PYTEST) tests --durations=20
 	$(NBVAL)
 

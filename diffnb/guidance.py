@@ -207,8 +207,9 @@ def guided_sample(model, scheduler, fn: Callable, lam, t1: int, t2: int, batch_s
     [t1, t2), nudge x_{t-1} using P_{t-1} (one extra UNet call with gradients). mode="eps" (universal guidance,
     Eq. 13): shift the noise prediction instead, eps_hat = eps + sqrt(1 - alpha_bar_t) grad_x(lam f(P_t)); the
     step's own UNet call is made with gradients and gives both eps and the gradient (one UNet forward per step,
-    plus a backward pass, where mode="x" makes two forwards on a guided step). eta = 1 is the thesis's default (DDPM-like). `lam` may be one number or
-    one per image; `generator` a torch.Generator, a list of them, or an int seed (one generator per image)."""
+    plus a backward pass, where mode="x" makes two forwards on a guided step). eta = 1 is the thesis's default
+    (DDPM-like). `lam` may be one number or one per image; `generator` a torch.Generator, a list of them, or an int
+    seed (one generator per image)."""
     from diffusers.utils.torch_utils import randn_tensor
     if mode not in ("x", "eps"):
         raise ValueError(f"mode must be 'x' (Alg. 1, nudge x_t) or 'eps' (Eq. 13, shift the noise), got {mode!r}")
@@ -343,7 +344,8 @@ def attribute_edits(model, scheduler, attr_net, attribute: str, target: bool = T
     (weight `hold_weight`)."""
     fn = AttributeLogit(attr_net, attribute, target)
     if hold is not None and (hold not in world.BINARY or hold == attribute):
-        raise ValueError(f"hold must be a binary attribute other than {attribute!r}; accepted: {', '.join(world.BINARY)}")
+        raise ValueError(f"hold must be a binary attribute other than {attribute!r}; "
+                         f"accepted: {', '.join(world.BINARY)}")
     j = world.BINARY.index(attribute)
     seeds, befores = [], []
     if samples is not None:

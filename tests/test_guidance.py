@@ -2,10 +2,10 @@
 import pytest
 import torch
 from diffusers import DDIMScheduler
+from test_sampling import tiny_unet
 
 from diffnb import guidance
 from diffnb.classifiers import AttributeClassifier
-from test_sampling import tiny_unet
 
 
 @pytest.fixture(scope="module")

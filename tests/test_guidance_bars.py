@@ -4,6 +4,8 @@ import torch
 
 from diffnb import guidance, world, zoo
 
+pytestmark = pytest.mark.slow
+
 STEPS = 25
 
 
@@ -46,7 +48,8 @@ MISSES = {
     ("hat", "changed"): "measured 2026-11-29: hat guidance edited 0.125 of 40 (bar 0.80) at lambda 1, [12, 25), masked "
                         "to hat + hair: a hat needs background repainted above the head, outside most masks, and "
                         "earlier than step 12 (notebook 08 §4 says so; its Exercise 2)",
-    ("eyes_open", "kept"): "measured 2026-11-29: closing the eyes (lambda 3) kept glasses in 0.725 of 40 and smiling in "
+    ("eyes_open", "kept"): "measured 2026-11-29: closing the eyes (lambda 3) kept glasses in 0.725 of 40 and smiling "
+                           "in "
                            "0.825, hat 0.975 (bar 0.85 each): the eye mask, grown by 2 pixels, covers the glasses' "
                            "rims and reaches the mouth of small faces",
 }
