@@ -258,3 +258,21 @@ def t2i_editability(bundle, attr_model, n_per_kind: int = 10, seed: int = 0, gui
                           float(np.mean(src_ok)), float(np.mean(tgt_ok)),
                           dict(guidance_scale=guidance_scale, num_inference_steps=num_inference_steps, tau_c=tau_c,
                                tau_s=tau_s, eta=0.0, seed=seed))
+
+
+@torch.no_grad()
+def reconstruction_quality(ae, attr_model, domain: str = "toy", n: int = 512, seed: int = 60_000,
+                           batch_size: int = 128) -> dict:
+    """PSNR (dB) of G(E(y)) against y and toy-attr's agreement between y and G(E(y)) per attribute (the argmax
+    attribute of each, binary at 0.5), on n fresh `domain` images."""
+    from . import metrics, toyae
+    psnr, agree = [], {}
+    for i in range(0, n, batch_size):
+        y = world.sample(min(batch_size, n - i), seed=seed + i, domain=domain).images
+        r = toyae.decode(ae, toyae.encode(ae, y))
+        psnr.append(metrics.psnr(r, y))
+        a, b = attr_model.predict(y).attributes(), attr_model.predict(r).attributes()
+        for name in world.ATTRIBUTE_NAMES:
+            agree.setdefault(name, []).extend(getattr(u, name) == getattr(v, name) for u, v in zip(a, b))
+    return {"psnr": float(torch.cat(psnr).mean()), "agreement": {k: sum(v) / len(v) for k, v in agree.items()},
+            "n": n, "domain": domain}

@@ -318,7 +318,7 @@ def train(unet, scheduler, cfg: RectifierTrainConfig, out_dir=None, rect: Option
     import tempfile
     from pathlib import Path
 
-    from . import training
+    from . import fit as training  # the one training loop (diffnb.fit)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)

@@ -186,7 +186,7 @@ class ClipTrainConfig:
     heads: int = 4
     projection_dim: int = 64
     p_full_caption: float = 0.3       # fraction of full captions; the rest drop each attribute w.p. U(0, 1)
-    p_augment: float = 0.3            # fraction of images given the photometric augmentation (maint.fit.augment)
+    p_augment: float = 0.3            # fraction of images given the photometric augmentation (fit.augment)
     twins: float = 0.5                # fraction of each batch that are hard negatives: an image with one
                                       # binary attribute flipped (see maint.clip_training.training_pairs)
     save_every: int = 500

@@ -1,6 +1,6 @@
-"""Moved to diffnb.maint.training and diffnb.maint.fit (issue 16: the maintainers' corner, one fit loop); this
+"""Moved to diffnb.maint.training and diffnb.fit (issue 16: the maintainers' corner, one fit loop); this
 name stays importable for old scripts and trainers."""
-from .maint.fit import (  # noqa: F401
+from .fit import (  # noqa: F401
     TrainResult,
     augment,
     batches,

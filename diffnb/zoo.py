@@ -51,6 +51,20 @@ REAL_MODELS = {  # name -> (hub id, download size, the toy model that stands in 
 }
 
 
+# Toy models whose code lives in a method module (a layer above the registry): the loader is named, not imported,
+# and imported on first use, so the registry imports no method module (README's layer table) and
+# `python -m diffnb.zoo list` loads none. name -> (module, function(folder, card=, dtype=) -> bundle).
+METHOD_LOADERS = {
+    "toy-rectifier": ("diffnb.rectifier", "load_bundle"),
+}
+
+
+def _method_loader(name: str):
+    import importlib
+    module, function = METHOD_LOADERS[name]
+    return getattr(importlib.import_module(module), function)
+
+
 def default_root() -> Path:
     """Where the toy models live: $DIFFNB_DATA/models if set, else data/models beside the package."""
     if os.environ.get("DIFFNB_DATA"):
@@ -211,9 +225,8 @@ def _load(name, root, device, dtype):
         from .toyae import load_folder
         bundle = load_folder(folder, card=card, dtype=dtype)
         bundle.vae.to(device) if device is not None else None
-    elif name == "toy-rectifier":   # issue 17
-        from .rectifier import load_bundle
-        bundle = load_bundle(folder, card=card, dtype=dtype)
+    elif name in METHOD_LOADERS:   # toy-rectifier (issue 17): its code is a method module's
+        bundle = _method_loader(name)(folder, card=card, dtype=dtype)
     else:
         bundle = _load_attr(folder, card, dtype)
     _to(bundle, device)

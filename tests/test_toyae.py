@@ -3,7 +3,7 @@ AutoencoderKL with the latent shape SDD's mapper expects."""
 import pytest
 import torch
 
-from diffnb import toyae, world, zoo
+from diffnb import evaluate, toyae, world, zoo
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_toy_ae_is_a_small_autoencoderkl(ae, repo_root):
 def test_toy_ae_keeps_every_attribute(ae, domain):
     attr = zoo.load("toy-attr").model
     with torch.no_grad():
-        q = toyae.reconstruction_quality(ae, attr, domain, n=256, seed=61_000)
+        q = evaluate.reconstruction_quality(ae, attr, domain, n=256, seed=61_000)
     worst = min(q["agreement"], key=q["agreement"].get)
     assert q["agreement"][worst] >= 0.95, (f"toy-attr agrees between input and reconstruction on {worst} for only "
                                            f"{q['agreement'][worst]:.3f} of {domain} images (bar 0.95)")

@@ -1,8 +1,8 @@
 """The maintainers' corner: what the notebooks never import.
 
-Training the toy zoo (`fit`, the one training loop, and each model's trainer), measuring it and writing the model
-cards (`cards`), installing a run into data/models and writing the manifest (`install`), the zoo's command line
-(`cli`, run as `python -m diffnb.zoo`), the full-run recipes of shipped results (`stylediffusion_run`) and the
+Training the toy zoo (each model's trainer, through `diffnb.fit`, the one training loop), measuring it and writing
+the model cards (`cards`), installing a run into data/models and writing the manifest (`install`), the zoo's command
+line (`cli`, run as `python -m diffnb.zoo`), the full-run recipes of shipped results (`stylediffusion_run`) and the
 benchmark (`bench`, run as `python -m diffnb.bench`). Modules here may import any module of diffnb; no module
 outside this package imports one from it (tests/test_layers.py).
 """

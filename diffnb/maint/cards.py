@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from .. import evaluate, toyclip
+from .. import evaluate, toyae, toyclip
 from ..rectifier import RectifierTrainConfig as rectifier_config
 from ..zoo import load
-from . import clip_training, t2i_training, training
+from . import ae_training, clip_training, t2i_training, training
 
 
 def _train_t2i(cfg, out_dir, **kwargs):
@@ -32,9 +32,8 @@ TRAINERS = {  # name -> (config dataclass, trainer(cfg, out_dir, progress=True[,
     "toy-t2i": (t2i_training.T2ITrainConfig, _train_t2i),
     "toy-clip": (toyclip.ClipTrainConfig, clip_training.train_clip),
     "toy-rectifier": (rectifier_config, _train_rectifier),
+    "toy-ae": (toyae.AETrainConfig, ae_training.train_ae),   # issue 19: SDD's frozen encoder and generator
 }
-from .. import toyae  # noqa: E402, I001  (issue 19: toy-ae, SDD's frozen encoder and generator)
-TRAINERS["toy-ae"] = (toyae.AETrainConfig, toyae.train_ae)
 
 
 def train(name: str, steps=None, out=None, resume: bool = False, **overrides) -> training.TrainResult:
@@ -130,7 +129,7 @@ def write_card(name: str, run_dir: Path) -> str:
     if name == "toy-clip":
         lines += _clip_card(run_dir)
     if name == "toy-ae":   # issue 19
-        lines += toyae.card_lines(run_dir)
+        lines += ae_training.card_lines(run_dir)
     if name == "toy-rectifier":   # issue 17: Table 1 in miniature, and table1.safetensors beside the weights
         from ..reconbench import card_lines
         lines += card_lines(run_dir)

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from .. import world
+from ..fit import TrainResult, augment, fit, prepare, save_half
 from ..toyclip import ClipTrainConfig, build_model, build_tokenizer, pixel_values, tokenize
-from .fit import TrainResult, augment, fit, prepare, save_half
 
 
 def training_pairs(batch, n_twins: int, rng: np.random.Generator, p_full: float):

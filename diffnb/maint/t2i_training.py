@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import toyclip, world
+from ..fit import TrainResult, batches, fit, prepare, save_half
 from ..t2i import text_tower
-from .fit import TrainResult, batches, fit, prepare, save_half
 from .training import DDPMTrainConfig, ddpm_scheduler
 
 
@@ -76,7 +76,7 @@ def check_text_probe(saved: dict, text_encoder, tokenizer, atol: float = 1e-3) -
 
 def train_t2i(cfg: T2ITrainConfig, out_dir, clip_bundle, progress: bool = True, resume: bool = False) -> TrainResult:
     """Train toy-t2i; `clip_bundle` is zoo.load("toy-clip"). Same loop, EMA and checkpoints as toy-ddpm."""
-    from . import fit as kit
+    from .. import fit as kit
     out_dir = prepare(cfg, out_dir)
     torch.manual_seed(cfg.seed)
     dev = torch.device(cfg.device)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .. import world
 
 # the shared kit, importable from here as before
-from .fit import TrainResult, augment, batches, fit, out_of_time, prepare, save_half, save_state, write_log  # noqa: F401
+from ..fit import TrainResult, augment, batches, fit, out_of_time, prepare, save_half, save_state, write_log  # noqa: F401
 
 
 @dataclass
@@ -59,7 +59,7 @@ def ddpm_scheduler(cfg: DDPMTrainConfig):
 def train_ddpm(cfg: DDPMTrainConfig, out_dir, progress: bool = True, resume: bool = False) -> TrainResult:
     """Train toy-ddpm with the noise-prediction loss ||eps - eps_theta(x_t, t)||^2 (DDPM, Ho et al.).
     With resume=True a run continues from out_dir/resume_state.safetensors (written at every save)."""
-    from . import fit as kit
+    from .. import fit as kit
     out_dir = prepare(cfg, out_dir)
     torch.manual_seed(cfg.seed)
     dev = torch.device(cfg.device)
