@@ -119,16 +119,44 @@ def _files(folder: Path) -> list:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
+# Files a model folder may hold without being listed: operating-system litter that no loader reads (Finder writes
+# .DS_Store into every folder it opens). Everything else must be listed, because diffusers and transformers read
+# files that a folder merely holds (a *.index.json with its shards, added_tokens.json, special_tokens_map.json, ...).
+IGNORED_FILES = frozenset({".DS_Store"})
+
+
 def read_manifest(root: Optional[Path] = None) -> dict:
+    """data/models/manifest.json as {name: {"files": {relative path: sha256}}}. Raises ManifestError when it is
+    missing, is not JSON, or is not an object of entries each with a non-empty "files" object of hex digests."""
     path = Path(root or default_root()) / "manifest.json"
     if not path.is_file():
         raise ManifestError(f"no manifest at {path}; the toy models cannot be checked (a broken checkout?)")
-    return json.loads(path.read_text())
+    fix = f"restore it with `git checkout -- {path}`"
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path} is not valid JSON ({e}); {fix}") from None
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{path} must hold an object of model entries, not a {type(manifest).__name__}; {fix}")
+    for name, entry in manifest.items():
+        files = entry.get("files") if isinstance(entry, dict) else None
+        if not isinstance(files, dict):
+            raise ManifestError(f"{path}: the entry {name!r} has no \"files\" object; {fix}")
+        if not files:
+            raise ManifestError(f"{path}: the entry {name!r} lists no files, so it would check nothing; {fix} or "
+                                f"run `python -m diffnb.zoo install {name} DIR`")
+        for rel, digest in files.items():
+            if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+                raise ManifestError(f"{path}: {name}'s file {rel!r} has no sha256 (got {digest!r}); {fix}")
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise ManifestError(f"{path}: {name}'s file {rel!r} is outside its folder; {fix}")
+    return manifest
 
 
 def verify(name: str, root: Optional[Path] = None) -> Path:
-    """Check every file of toy model `name` against the manifest; return its folder. Raises ManifestError
-    naming the first missing or changed file."""
+    """Check toy model `name`'s folder against the manifest, as a whole; return the folder. Raises ManifestError
+    naming the first missing, changed or unlisted file (a file that the manifest does not list is refused: the
+    loaders would read an added shard index or tokenizer file unchecked)."""
     if name not in SHIPPED_RESULTS:
         _check_name(name)
     root = Path(root or default_root())
@@ -144,6 +172,12 @@ def verify(name: str, root: Optional[Path] = None) -> Path:
         if _sha256(path) != digest:
             raise ManifestError(f"{name}: file {rel} has changed since it was committed (checksum mismatch); "
                                 f"restore it with `git checkout -- {path}` or retrain")
+    unlisted = [rel for rel in _files(folder) if rel not in entry["files"] and Path(rel).name not in IGNORED_FILES]
+    if unlisted:
+        raise ManifestError(f"{name}: {folder} holds {len(unlisted)} file(s) that the manifest does not list: "
+                            f"{', '.join(unlisted[:5])}{' ...' if len(unlisted) > 5 else ''}. The loaders would read "
+                            f"them unchecked; delete them (`git clean -n {folder}` shows the untracked ones), or, "
+                            f"for a deliberate change, reinstall with `python -m diffnb.zoo install {name} DIR`")
     return folder
 
 

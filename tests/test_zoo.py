@@ -1,4 +1,6 @@
 """The zoo: bundles, manifest checks, offline failures, training entry points, image input checks."""
+import json
+import re
 import shutil
 import time
 
@@ -50,6 +52,64 @@ def test_missing_file_is_named(copied_root):
     (copied_root / "toy-ddpm" / "config.json").unlink()
     with pytest.raises(zoo.ManifestError, match="config.json is missing"):
         zoo.load("toy-ddpm", root=copied_root)
+
+
+def _zero_shard_index(folder):
+    """An unlisted sharded-weights index and an all-zero shard, which diffusers prefers to the listed weights."""
+    from safetensors.torch import load_file, save_file
+    weights = load_file(str(folder / "diffusion_pytorch_model.safetensors"))
+    save_file({k: torch.zeros_like(v) for k, v in weights.items()}, str(folder / "shard-00001.safetensors"))
+    index = {"metadata": {}, "weight_map": {k: "shard-00001.safetensors" for k in weights}}
+    (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize("name", ["toy-ddpm", "toy-t2i"])
+def test_unlisted_shard_index_is_refused(copied_root, name):
+    _zero_shard_index(copied_root / name)
+    with pytest.raises(zoo.ManifestError, match=r"does not list: diffusion_pytorch_model.safetensors.index.json"):
+        zoo.load(name, root=copied_root)
+
+
+@pytest.mark.parametrize("extra", ["added_tokens.json", "special_tokens_map.json", "sub/notes.txt"])
+def test_unlisted_file_in_a_model_folder_is_refused(copied_root, extra):
+    path = copied_root / "toy-clip" / extra
+    path.parent.mkdir(exist_ok=True)
+    path.write_text('{"robot": 1}')
+    with pytest.raises(zoo.ManifestError, match=f"toy-clip: .* does not list: {extra}"):
+        zoo.verify("toy-clip", root=copied_root)
+
+
+def test_os_litter_is_not_a_model_file(copied_root):
+    (copied_root / "toy-attr" / ".DS_Store").write_bytes(b"\0Bud1")
+    assert zoo.verify("toy-attr", root=copied_root) == copied_root / "toy-attr"
+
+
+def _write_manifest(root, text):
+    (root / "manifest.json").write_text(text)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"toy-attr": {"files": {"model.safe', "not valid JSON"),
+    ("[1, 2]", "must hold an object of model entries, not a list"),
+    ('{"toy-attr": {"sha": "00"}}', "entry 'toy-attr' has no \"files\" object"),
+    ('{"toy-attr": ["model.safetensors"]}', "entry 'toy-attr' has no \"files\" object"),
+    ('{"toy-attr": {"files": {}}}', "entry 'toy-attr' lists no files"),
+    ('{"toy-attr": {"files": {"model.safetensors": 3}}}', "has no sha256"),
+    ('{"toy-attr": {"files": {"../toy-seg/model.safetensors": "' + "0" * 64 + '"}}}', "outside its folder"),
+])
+def test_malformed_manifest_is_a_manifest_error(copied_root, text, message):
+    _write_manifest(copied_root, text)
+    with pytest.raises(zoo.ManifestError, match=re.escape(message)):
+        zoo.load("toy-attr", root=copied_root)
+
+
+def test_every_shipped_folder_is_listed_whole():
+    """What test_committed_models_match_manifest relies on: each folder holds exactly the files its entry lists."""
+    root = zoo.default_root()
+    manifest = zoo.read_manifest()
+    assert set(manifest) == set(zoo.TOY_MODELS) | set(zoo.SHIPPED_RESULTS)
+    for name, entry in manifest.items():
+        assert set(zoo._files(root / name)) - zoo.IGNORED_FILES == set(entry["files"]), name
 
 
 def test_loading_never_writes_and_bundles_are_independent():

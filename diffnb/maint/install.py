@@ -7,14 +7,17 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from ..zoo import _files, _sha256, default_root, read_manifest
+from ..zoo import IGNORED_FILES, _files, _sha256, default_root, read_manifest
 
 
 def update_manifest(name: str, root: Optional[Path] = None) -> None:
     """Record the sha256 of every file in data/models/<name> in the manifest."""
     root = Path(root or default_root())
     manifest = read_manifest(root) if (root / "manifest.json").is_file() else {}
-    manifest[name] = {"files": {rel: _sha256(root / name / rel) for rel in _files(root / name)}}
+    files = [rel for rel in _files(root / name) if Path(rel).name not in IGNORED_FILES]
+    if not files:
+        raise ValueError(f"{root / name} holds no files to record")
+    manifest[name] = {"files": {rel: _sha256(root / name / rel) for rel in files}}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
