@@ -273,8 +273,7 @@ def edit(bundle, controller: EditController, x_T: Optional[torch.Tensor] = None,
     embeddings, shared by source and target). Without x_T the noise is drawn from `generator` (CPU).
     inverted: whether x_T comes from an inversion (then DDIM runs without clipping P_t, to retrace it); by default
     True when null_embeddings are given."""
-    t2i.check_guidance_scale(guidance_scale)
-    checks.num_inference_steps(num_inference_steps, bundle.scheduler.config.num_train_timesteps)
+    t2i.check_run(bundle, guidance_scale, num_inference_steps)
     x_T = draw_x_T(bundle, controller.num_pairs, x_T, generator)
     if null_embeddings is not None and len(null_embeddings) != num_inference_steps:
         raise ValueError(f"null_embeddings has {len(null_embeddings)} steps but num_inference_steps is "

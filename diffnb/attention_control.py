@@ -228,10 +228,8 @@ def prompt_tokens(tokenizer, prompt: str) -> list:
 # Recording: while generating, and while inverting
 # ----------------------------------------------------------------------------------------------
 def check_x_T(bundle, x_T, batch_size: int) -> None:
-    shape = t2i.latent_shape(bundle)
-    if not isinstance(x_T, torch.Tensor) or tuple(x_T.shape) != (batch_size, *shape):
-        got = tuple(x_T.shape) if isinstance(x_T, torch.Tensor) else type(x_T).__name__
-        raise ValueError(f"x_T must be a ({batch_size}, {', '.join(map(str, shape))}) tensor, one per pair, got {got}")
+    """x_T of a controlled run: (batch_size, C, H, W), one per pair (or prompt), finite, the UNet's dtype."""
+    t2i.check_x_T(bundle, x_T, batch_size, "one per pair")
 
 
 def draw_x_T(bundle, batch_size: int, x_T: Optional[torch.Tensor], generator: Optional[torch.Generator]):
@@ -249,7 +247,7 @@ def record(bundle, prompts, x_T: Optional[torch.Tensor] = None, guidance_scale: 
            self_attention: bool = False):
     """Generate images for `prompts` with an AttentionStore installed. Returns (images, store); the store's maps
     have the UNet batch [uncond; cond] along their first axis (use `cross_maps` for the conditional ones)."""
-    t2i.check_guidance_scale(guidance_scale)
+    t2i.check_run(bundle, guidance_scale, num_inference_steps)
     prompts = toyclip._as_prompts(prompts)
     x_T = draw_x_T(bundle, len(prompts), x_T, generator)
     store = AttentionStore(self_attention=self_attention)

@@ -86,3 +86,31 @@ def step_index(name: str, value, num_steps: int) -> int:
 def guidance_scale(value) -> float:
     """The classifier-free guidance scale w, in [0, 50] (1: the conditional model alone)."""
     return number("guidance_scale", value, 0.0, 50.0)
+
+
+def tensor(name: str, value, shape: tuple | None = None, low: float | None = None, high: float | None = None,
+           dtype: torch.dtype | None = None, hint: str = "") -> torch.Tensor:
+    """A floating-point torch tensor with every value finite, of `shape` where given (None in it: any size), in
+    [low, high] where given, and of `dtype` where given (the model's: torch would fail deep inside on another).
+    Returns the tensor unchanged; raises TypeError (not a float tensor) or ValueError naming `name`."""
+    extra = f"; {hint}" if hint else ""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch tensor, got {type(value).__name__}{extra}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}{extra}")
+    if shape is not None:
+        ok = value.ndim == len(shape) and all(s is None or s == g for s, g in zip(shape, value.shape))
+        if not ok:
+            want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {tuple(value.shape)}{extra}")
+    if dtype is not None and value.dtype != dtype:
+        raise ValueError(f"{name} has dtype {value.dtype} but the model runs in {dtype}; pass {name}.to({dtype})"
+                         f"{extra}")
+    if value.numel() and value.device.type != "meta":
+        if not torch.isfinite(value).all():
+            raise ValueError(f"{name} holds NaN or infinite values{extra}")
+        lo, hi = float(value.min()), float(value.max())
+        if (low is not None and lo < low) or (high is not None and hi > high):
+            where = f"[{-math.inf if low is None else low:g}, {math.inf if high is None else high:g}]"
+            raise ValueError(f"{name} must lie in {where}, got values in [{lo:.4g}, {hi:.4g}]{extra}")
+    return value

@@ -172,14 +172,19 @@ def word_regions(bundle, pairs, num_inference_steps: int, threshold: float = 0.5
 def sdedit(bundle, images: torch.Tensor, prompts, strength: float = 0.5, guidance_scale: float = 5.0,
            num_inference_steps: int = 25, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """SDEdit (Meng et al. 2022), the Table 2 row: `t2i.sdedit` (noise the image to t = strength * T, then
-    denoise with the target prompt: DDIM, eta 0, guidance)."""
+    denoise with the target prompt: DDIM, eta 0, guidance). The checks are t2i.sdedit's, made before any work."""
     return t2i.sdedit(bundle, images, prompts, strength, guidance_scale, num_inference_steps, generator)
 
 
 @torch.no_grad()
 def ddim_word_swap(bundle, inv, prompts, guidance_scale: float = 5.0) -> torch.Tensor:
     """Sample from a guidance-1 DDIM inversion's x_T with the target prompt and guidance (no attention control)."""
+    if not isinstance(inv, inversion.InversionResult):
+        raise TypeError(f"inv must be an inversion.InversionResult (from text_ddim_invert), got {type(inv).__name__}")
+    t2i.check_run(bundle, guidance_scale, len(inv.timesteps))
     prompts = toyclip._as_prompts(prompts)
+    t2i.check_x_T(bundle, inv.x_T, len(inv.x_T), "the inversion's")
+    t2i.check_prompt_count(prompts, len(inv.x_T), "one prompt per inverted image")
     x = t2i.denoise(bundle, inv.x_T, t2i.encode_prompt(bundle, prompts), t2i.null_embedding(bundle, len(prompts)),
                     guidance_scale, len(inv.timesteps), inverted=True)
     return t2i.decode(bundle, x).cpu()
@@ -198,6 +203,16 @@ def run_methods(bundle, pairs, methods: Sequence[str] = METHODS, guidance_scale:
     unknown = [m for m in methods if m not in METHODS and m not in (extra or {})]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS) + list(extra or {})}")
+    # every argument is checked here, before the inversions (minutes of work) start
+    num_inference_steps = t2i.check_run(bundle, guidance_scale, num_inference_steps)
+    attention_control.check_tau(tau_c=tau_c, tau_s=tau_s, tau_u=tau_u)
+    checks.number("sdedit_strength", sdedit_strength, 0.0, 1.0, low_open=True)
+    checks.count("null_inner_steps", null_inner_steps, minimum=0)
+    checks.number("null_lr", null_lr, 0.0, None, low_open=True)
+    checks.number("threshold", threshold, 0.0, 1.0, "(of the min-max normalised attention map)")
+    checks.count("seed", seed, minimum=0)
+    if not isinstance(pairs, (list, tuple)) or not pairs or not all(isinstance(p, EditPair) for p in pairs):
+        raise ValueError("pairs must be a non-empty list of EditPair (from edit_pairs)")
     images = _images(pairs)
     sources, targets = [p.source for p in pairs], [p.target for p in pairs]
     results = {}

@@ -38,10 +38,14 @@ class InversionResult:
     seconds: float = 0.0                         # wall time of the inversion
 
 
-def _check(x0: torch.Tensor, num_inference_steps, scheduler) -> None:
-    if not isinstance(x0, torch.Tensor) or x0.ndim != 4:
-        raise ValueError("x0 must be a (B, C, H, W) tensor; convert images with diffnb.images.to_tensor")
+def _check(x0: torch.Tensor, num_inference_steps, scheduler, model=None) -> None:
+    """The steps, and x0: with a pixel model, an image batch (sampling.check_x0: finite, in [-1, 1], the model's
+    shape and dtype); otherwise (latents of a text model) a finite (B, C, H, W) float tensor."""
     checks.num_inference_steps(num_inference_steps, scheduler.config.num_train_timesteps)
+    if model is not None:
+        sampling.check_x0(model, x0)
+    else:
+        checks.tensor("x0", x0, shape=(None, None, None, None), hint="a (B, C, H, W) batch")
 
 
 def ddim_invert_step(eps: torch.Tensor, t: int, x: torch.Tensor, scheduler) -> torch.Tensor:
@@ -58,8 +62,15 @@ def ddim_invert_step(eps: torch.Tensor, t: int, x: torch.Tensor, scheduler) -> t
 @torch.no_grad()
 def ddim_invert(model, scheduler, x0: torch.Tensor, num_inference_steps: int = 50) -> InversionResult:
     """DDIM inversion (Eq. 7) through diffusers' DDIMInverseScheduler. Approximate: eps is evaluated at x_{t-Δ}
-    but used as if at x_t (the linearisation that makes it drift when steps are few or guidance is high)."""
-    _check(x0, num_inference_steps, scheduler)
+    but used as if at x_t (the linearisation that makes it drift when steps are few or guidance is high).
+    x0: (B, C, H, W) images in [-1, 1], of the model's sample shape and dtype."""
+    _check(x0, num_inference_steps, scheduler, model)
+    return _ddim_invert(model, scheduler, x0, num_inference_steps)
+
+
+@torch.no_grad()
+def _ddim_invert(model, scheduler, x0: torch.Tensor, num_inference_steps: int) -> InversionResult:
+    """ddim_invert without the image checks (for latents, checked by the caller)."""
     fwd, inv = inversion_schedulers(scheduler)
     inv.set_timesteps(num_inference_steps)
     fwd.set_timesteps(num_inference_steps)
@@ -72,7 +83,10 @@ def ddim_invert(model, scheduler, x0: torch.Tensor, num_inference_steps: int = 5
 
 @torch.no_grad()
 def ddim_reconstruct(model, scheduler, x_T: torch.Tensor, num_inference_steps: int = 50) -> torch.Tensor:
-    """Deterministic DDIM sampling (eta = 0, no clipping) from an inverted x_T back to x_0."""
+    """Deterministic DDIM sampling (eta = 0, no clipping) from an inverted x_T back to x_0. x_T: a finite
+    (B, C, H, W) float tensor of the model's sample shape and dtype."""
+    checks.num_inference_steps(num_inference_steps, scheduler.config.num_train_timesteps)
+    sampling.check_x_T(model, x_T)
     fwd, _ = inversion_schedulers(scheduler)
     dev = x_T.device
     return sampling.sample(model, fwd, batch_size=x_T.shape[0], num_inference_steps=num_inference_steps,
@@ -94,7 +108,7 @@ def edit_friendly_invert(model, scheduler, x0: torch.Tensor, num_inference_steps
     extract z_t = (x_{t-1} - mu_t(x_t)) / sigma_t (Eq. 9), so that sampling with these z_t lands exactly on x_0.
     The last step has sigma = 0 when the scheduler sets alpha_bar to one there; its residual is kept as z with
     sigma 1 (a correction, not noise)."""
-    _check(x0, num_inference_steps, scheduler)
+    _check(x0, num_inference_steps, scheduler, model)
     checks.number("eta", eta, 0.0, 1.0, "for edit-friendly inversion", low_open=True)
     fwd, _ = inversion_schedulers(scheduler)
     fwd.set_timesteps(num_inference_steps)
@@ -173,7 +187,7 @@ def text_ddim_invert(bundle, images, prompts, num_inference_steps: int = 50,
         with controller.at(step):
             return t2i.cfg_eps(bundle.unet, x, t, cond, uncond, guidance_scale)
     start = time.perf_counter()
-    inv = ddim_invert(eps, bundle.scheduler, z0, num_inference_steps)
+    inv = _ddim_invert(eps, bundle.scheduler, z0, num_inference_steps)
     inv.cond, inv.guidance_scale, inv.seconds = cond.cpu(), float(guidance_scale), time.perf_counter() - start
     inv.null_embeddings = [uncond.cpu()] * num_inference_steps
     return inv

@@ -137,6 +137,44 @@ def predict_eps(model: EpsModel, x_t: torch.Tensor, t) -> torch.Tensor:
     return out.sample if hasattr(out, "sample") else out
 
 
+def model_shape(model) -> Optional[tuple]:
+    """(C, H, W) that a diffusers UNet (or a wrapper with its `config`) denoises; None for a plain callable."""
+    cfg = getattr(model, "config", None)
+    size, channels = getattr(cfg, "sample_size", None), getattr(cfg, "in_channels", None)
+    if size is None or channels is None:
+        return None
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    return (int(channels), int(h), int(w))
+
+
+def model_dtype(model) -> Optional[torch.dtype]:
+    """The dtype of a module's parameters; None for a plain callable."""
+    params = getattr(model, "parameters", None)
+    if params is None:
+        return None
+    p = next(iter(params()), None)
+    return None if p is None else p.dtype
+
+
+def check_x0(model, x0, name: str = "x0") -> torch.Tensor:
+    """An image batch for a pixel model: a (B, C, H, W) float tensor in [-1, 1], finite, of the model's sample
+    shape and dtype (where the model states them)."""
+    shape = model_shape(model)
+    checks.tensor(name, x0, shape=(None, *shape) if shape else (None, None, None, None), low=-1.0, high=1.0,
+                  dtype=model_dtype(model),
+                  hint="a (B, C, H, W) image batch in [-1, 1]: convert images with diffnb.images.to_tensor")
+    return x0
+
+
+def check_x_T(model, x_T, batch_size: Optional[int] = None, image_shape: Optional[tuple] = None,
+              name: str = "x_T") -> torch.Tensor:
+    """Starting noise (or an inverted x_T): a finite (B, C, H, W) float tensor of `batch_size` and `image_shape`
+    (default: the model's sample shape) and of the model's dtype."""
+    shape = tuple(image_shape) if image_shape is not None else model_shape(model)
+    return checks.tensor(name, x_T, shape=(batch_size, *(shape or (None, None, None))), dtype=model_dtype(model),
+                         hint="(B, C, H, W) noise, one per image, of the model's sample shape")
+
+
 def _check_sampling_args(batch_size, num_inference_steps, eta, n_train) -> tuple:
     """(batch_size, num_inference_steps, eta) as plain Python numbers, or a ValueError naming the bad one."""
     return (checks.count("batch_size", batch_size), checks.num_inference_steps(num_inference_steps, n_train),
@@ -231,9 +269,18 @@ def sample(model: EpsModel, scheduler, batch_size: int = 16, num_inference_steps
     batch_size, num_inference_steps, eta = _check_sampling_args(batch_size, num_inference_steps, eta,
                                                                 scheduler.config.num_train_timesteps)
     checks.step_index("start_index", start_index, num_inference_steps)
+    shape = model_shape(model)
     if image_shape is None:
-        cfg = model.config
-        image_shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
+        image_shape = shape if shape is not None else (tuple(x_T.shape[1:]) if isinstance(x_T, torch.Tensor) else None)
+        if image_shape is None:
+            raise ValueError("image_shape (C, H, W) is needed for a noise predictor without a diffusers config")
+    if not isinstance(image_shape, (tuple, list, torch.Size)) or len(image_shape) != 3:
+        raise ValueError(f"image_shape must be (C, H, W), got {image_shape!r}")
+    image_shape = tuple(checks.count("image_shape", s) for s in image_shape)
+    if shape is not None and image_shape != shape:
+        raise ValueError(f"image_shape {image_shape} is not the model's sample shape {shape}")
+    if x_T is not None:
+        check_x_T(model, x_T, batch_size, image_shape)
     if device is None:
         device = next(iter(getattr(model, "parameters", lambda: [torch.empty(0)])())).device
     device = torch.device(device)

@@ -327,7 +327,7 @@ def swap_key_value(bundle, key_prompts, value_prompts, x_T: Optional[torch.Tenso
     from `value_prompts` (the unconditional branch untouched). Equal prompts give plain sampling with
     classifier-free guidance."""
     from .toyclip import _as_prompts
-    t2i.check_guidance_scale(guidance_scale)
+    t2i.check_run(bundle, guidance_scale, num_inference_steps)
     key_prompts, value_prompts = _as_prompts(key_prompts), _as_prompts(value_prompts)
     if len(key_prompts) != len(value_prompts):
         raise ValueError(f"give one value prompt per key prompt; got {len(key_prompts)} key prompts and "

@@ -88,6 +88,29 @@ def check_guidance_scale(guidance_scale) -> None:
     checks.guidance_scale(guidance_scale)
 
 
+def check_run(bundle: T2IBundle, guidance_scale, num_inference_steps) -> int:
+    """The checks every text-conditioned run makes before any work: the guidance scale w and the number of
+    sampling steps (an integer in [1, the scheduler's training steps]). Returns the steps as an int."""
+    check_guidance_scale(guidance_scale)
+    return checks.num_inference_steps(num_inference_steps, bundle.scheduler.config.num_train_timesteps)
+
+
+def check_prompt_count(prompts: list, n: int, what: str = "one prompt per image") -> None:
+    """`prompts` (a list) has n entries."""
+    if len(prompts) != n:
+        raise ValueError(f"give {what} ({n}), got {len(prompts)} prompts")
+
+
+def check_x_T(bundle: T2IBundle, x_T, batch_size: int, what: str = "one per prompt") -> torch.Tensor:
+    """x_T for a text-conditioned run: a finite float tensor (batch_size, C, H, W) in the UNet's latent shape and
+    dtype."""
+    shape = latent_shape(bundle)
+    if not isinstance(x_T, torch.Tensor) or tuple(x_T.shape) != (batch_size, *shape):
+        got = tuple(x_T.shape) if isinstance(x_T, torch.Tensor) else type(x_T).__name__
+        raise ValueError(f"x_T must be a ({batch_size}, {', '.join(map(str, shape))}) tensor, {what}, got {got}")
+    return checks.tensor("x_T", x_T, dtype=bundle.unet.dtype)
+
+
 @dataclass(frozen=True)
 class ControlStep:
     """What an attention controller needs to know about the UNet call it is inside, handed to it by the loop
@@ -170,11 +193,11 @@ def sdedit(bundle: T2IBundle, images, prompts, strength: float = 0.5, guidance_s
                             generator=torch.Generator().manual_seed(0))
     """
     from .images import to_tensor
+    num_inference_steps = check_run(bundle, guidance_scale, num_inference_steps)
+    k = sampling.sdedit_start_index(num_inference_steps, strength)
     prompts = toyclip._as_prompts(prompts)
     x0 = to_tensor(images, size=bundle.image_size)
-    if len(prompts) != len(x0):
-        raise ValueError(f"give one prompt per image ({len(x0)}), got {len(prompts)}")
-    k = sampling.sdedit_start_index(checks.num_inference_steps(num_inference_steps), strength)
+    check_prompt_count(prompts, len(x0))
     scheduler = sampling.ddim_scheduler(bundle.scheduler)
     scheduler.set_timesteps(num_inference_steps)
     z0 = encode_image(bundle, x0.to(device_of(bundle)))
@@ -190,9 +213,11 @@ def sample(bundle: T2IBundle, prompts, guidance_scale: float = 5.0, num_inferenc
            return_trajectory: bool = False) -> sampling.SamplingOutput:
     """Sample one image per prompt with classifier-free guidance; returns decoded images in [-1, 1]. Any eta and
     the trajectory, through `sampling.sample` (the loop of the unconditional models); `denoise` is the eta-0 loop
-    that methods drive."""
-    check_guidance_scale(guidance_scale)
+    that methods drive. x_T: (len(prompts), C, H, W) noise in the UNet's latent shape (`latent_shape`)."""
+    check_run(bundle, guidance_scale, num_inference_steps)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if x_T is not None:
+        check_x_T(bundle, x_T, len(prompts))
     cond = encode_prompt(bundle, prompts)
     uncond = encode_prompt(bundle, [negative_prompt] * len(prompts))
     dev = device_of(bundle)
