@@ -169,23 +169,42 @@ def guidance_grad(model, x: torch.Tensor, t: int, a_t, fn: Callable, lam: torch.
     return grad, score.detach()
 
 
-def _finite(x: torch.Tensor, t, lam) -> torch.Tensor:
+# A blow-up bound: x at a timestep with alpha_bar has the expected scale sqrt(alpha_bar) + sqrt(1 - alpha_bar)
+# (|x_0| <= 1 plus unit-variance noise). Guidance that drives max |x| past X_BLOWUP times that scale has left the
+# images the model can denoise: every pixel would saturate. The notebooks' settings stay under 30x (Eq. 13 at
+# lambda 20 unmasked reaches 27x, segmentation guidance at the slider's top, lambda 8000, 21x).
+X_BLOWUP = 100.0
+
+
+def _bounded(x: torch.Tensor, alpha_bar, t, lam, step: int) -> torch.Tensor:
+    """x unchanged, or a FloatingPointError naming the step, t and lambda when x is non-finite or past the bound
+    (alpha_bar None: the finite check alone)."""
+    lam_s = float(lam.max())
     if not torch.isfinite(x).all():
-        lam_s = float(lam.max())
-        raise FloatingPointError(f"guidance made x non-finite at t = {int(t)} (lambda up to {lam_s:g}); lower lambda")
+        raise FloatingPointError(f"guidance made x non-finite at t = {int(t)} (step {step}, lambda up to {lam_s:g}); "
+                                 f"lower lambda")
+    if alpha_bar is None:
+        return x
+    scale = float(alpha_bar) ** 0.5 + (1 - float(alpha_bar)) ** 0.5
+    peak = float(x.abs().max())
+    if peak > X_BLOWUP * scale:
+        raise FloatingPointError(f"guidance blew x up at step {step} (t = {int(t)}): max |x| = {peak:.3g}, over "
+                                 f"{X_BLOWUP:g} times the scale the schedule expects there ({scale:.2f}); lambda up "
+                                 f"to {lam_s:g} is too strong: lower lambda")
     return x
 
 
-def nudge(model, scheduler, x: torch.Tensor, t: int, fn: Callable, lam, mask=None):
+def nudge(model, scheduler, x: torch.Tensor, t: int, fn: Callable, lam, mask=None, step_index: int = 0):
     """Lines 6-10 of Alg. 1 at one step: s = f(P(x)), x += -grad_x(lam * s) * M * alpha_bar_t^2.
-    Returns (nudged x, the scores). Raises FloatingPointError when the nudge is not finite."""
+    Returns (nudged x, the scores). Raises FloatingPointError, naming `step_index`, when the nudged x is not
+    finite or is past X_BLOWUP times the scale the schedule expects at t."""
     lam = _check_lam(lam, x.shape[0]).to(x.device)
     a_t = scheduler.alphas_cumprod[int(t)]
     grad, score = guidance_grad(model, x, t, a_t, fn, lam, mask)
     step = -grad * a_t ** 2
     if mask is not None:
         step = step * mask
-    return _finite(x + step, t, lam).detach(), score
+    return _bounded(x + step, a_t, t, lam, step_index).detach(), score
 
 
 def _generators(generator, batch_size):
@@ -237,11 +256,12 @@ def guided_sample(model, scheduler, fn: Callable, lam, t1: int, t2: int, batch_s
         else:
             eps = sampling.predict_eps(model, x, t)
         out = scheduler.step(eps, t, x, eta=eta, generator=generator)
-        x, pred_sum = _finite(out.prev_sample, t, lam), pred_sum + out.pred_original_sample
+        x, pred_sum = _bounded(out.prev_sample, sampling.alpha_bar_pair(scheduler, t)[1], t, lam, i), \
+            pred_sum + out.pred_original_sample
         if keep_pred_x0:
             preds.append(out.pred_original_sample.clamp(-1, 1).cpu())
         if mode == "x" and t1 <= i < t2 and i + 1 < len(ts):
-            x, s = nudge(model, scheduler, x, ts[i + 1], fn, lam, mask)
+            x, s = nudge(model, scheduler, x, ts[i + 1], fn, lam, mask, step_index=i)
             scores.append((i, int(ts[i + 1]), float(s.mean())))
     return GuidanceResult(x.clamp(-1, 1).cpu(), x_T.cpu(), scores, (pred_sum / len(ts)).clamp(-1, 1).cpu(), preds)
 
@@ -273,14 +293,18 @@ def edit_ddpm_inverted(model, scheduler, inv, fn: Callable, lam, t1: int, t2: in
     index = {t: i for i, t in enumerate(inv.timesteps)}
 
     def hook(t, x, z):
+        a_t = scheduler.alphas_cumprod[int(t)]
+        _bounded(x, a_t, t, lam_t, index[t])     # x_t, after the previous step's nudged z_t
         if not t1 <= index[t] < t2:
             return z
-        a_t = scheduler.alphas_cumprod[int(t)]
         grad, _ = guidance_grad(model, x, t, a_t, fn, lam_t.to(x.device), mask)
         step = -grad * a_t ** 2
-        return _finite(z + (step if mask is None else step * mask), t, lam_t)
+        # z_t itself has no fixed scale (edit-friendly maps reach |z| ~ 70 near the end), so its blow-up is caught
+        # in the x_t it makes, at the next step or in the result
+        return _bounded(z + (step if mask is None else step * mask), None, t, lam_t, index[t])
 
-    return edit_friendly_sample(model, scheduler, inv, z_hook=hook).clamp(-1, 1)
+    x0 = edit_friendly_sample(model, scheduler, inv, z_hook=hook)
+    return _bounded(x0, 1.0, 0, lam_t, len(inv.timesteps) - 1).clamp(-1, 1)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -149,3 +149,37 @@ def test_regulariser_gradient_holds_the_second_attribute():
     g_grad, = torch.autograd.grad(g.logit(x_req2).sum(), x_req2)
     # descending the regulariser lowers g: its gradient points along +grad g (coefficient 2 * (g - g_x0) = 2 > 0)
     assert (grad * g_grad).sum() > 0
+
+
+def test_blow_up_past_the_schedule_scale_is_caught_naming_step_and_lambda(unet):
+    """Issue 21 item 4: lambda = 1e12 with the colour function drives |x| far past the scale the schedule expects
+    (sqrt(alpha_bar) + sqrt(1 - alpha_bar)) long before it overflows; it is refused at its step, naming lambda."""
+    from diffnb import inversion
+    for mode in ("x", "eps"):
+        with pytest.raises(FloatingPointError, match=r"blew x up at step \d+ \(t = \d+\).*lambda up to 1e\+12"):
+            guidance.guided_sample(unet, sched(), guidance.Colour(0, 1.0), 1e12, 0, 10, batch_size=2,
+                                   num_inference_steps=10, generator=0, mode=mode)
+    x0 = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    inv = inversion.edit_friendly_invert(unet, sched(), x0, 10, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(FloatingPointError, match=r"blew x up at step \d+ .*lambda up to 1e\+12"):
+        guidance.edit_ddpm_inverted(unet, sched(), inv, guidance.Colour(0, 1.0), 1e12, 0, 10)
+
+
+def test_notebook_lambdas_stay_under_the_blow_up_bound():
+    """Notebook 08's strongest settings on the shipped models run without tripping the bound: Eq. 13 at lambda 20
+    (unmasked, about 27x the expected scale), segmentation guidance at the slider's top (lambda 8000), colour at the
+    slider's top (lambda 80), toy-attr's eyes-open logit at the slider's top (lambda 24), Eq. 19 at lambda 8."""
+    from diffnb import inversion, world, zoo
+    ddpm, attr, seg = zoo.load("toy-ddpm"), zoo.load("toy-attr").model, zoo.load("toy-seg").model
+    runs = [(guidance.AttributeLogit(attr, "smiling", True), 20.0, 12, "eps"),
+            (guidance.SegmentationMass(seg, ("hair",), more=False), 8000.0, 10, "x"),
+            (guidance.Colour(0, 1.0), 80.0, 0, "x"),
+            (guidance.AttributeLogit(attr, "eyes_open", False), 24.0, 12, "x")]
+    for fn, lam, t1, mode in runs:
+        out = guidance.guided_sample(ddpm.unet, ddpm.scheduler, fn, lam, t1, 25, batch_size=2, num_inference_steps=25,
+                                     eta=1.0, generator=0, mode=mode)
+        assert torch.isfinite(out.images).all()
+    x0 = world.sample(2, seed=3, domain="photo").images
+    inv = inversion.edit_friendly_invert(ddpm.unet, ddpm.scheduler, x0, 25, generator=torch.Generator().manual_seed(0))
+    assert guidance.edit_ddpm_inverted(ddpm.unet, ddpm.scheduler, inv, guidance.AttributeLogit(attr, "smiling"), 8.0,
+                                       12, 25).shape == x0.shape
