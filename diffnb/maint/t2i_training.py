@@ -34,6 +34,7 @@ class T2ITrainConfig:
     device: str = "cpu"               # "cuda" on a GPU (noise is still drawn on the CPU generator)
     workers: int = 0                  # processes drawing world batches ahead (fit.batches)
     max_minutes: float = 0.0          # stop (and save) after this wall time; 0: run all `steps`
+    offset_noise: float = 0.0         # std of a per-image, per-channel constant added to the noise (offset noise)
 
 
 def t2i_unet(cfg: T2ITrainConfig, cross_attention_dim: int):
@@ -105,6 +106,8 @@ def train_t2i(cfg: T2ITrainConfig, out_dir, clip_bundle, progress: bool = True, 
             context = text(input_ids=ids).last_hidden_state
         noise = torch.randn(batch.images.shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
+        if cfg.offset_noise:   # drawn after t, so a run with offset_noise = 0 keeps the recipe's stream
+            noise = noise + cfg.offset_noise * torch.randn(noise.shape[0], noise.shape[1], 1, 1, generator=gen)
         x0, noise, t = batch.images.to(dev), noise.to(dev), t.to(dev)
         return F.mse_loss(unet(scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=context).sample, noise)
     return fit("toy-t2i", unet, cfg, out_dir, loss_at, optimizer=opt, lr_scheduler=sched, ema=ema, start=start,

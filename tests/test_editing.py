@@ -1,0 +1,146 @@
+"""Issue 18: editing trained like score matching (Hou et al., Alg. 1) and its baselines, on tiny U-Nets and toy-clip."""
+import pytest
+import torch
+
+from diffnb import editing, rectifier, world, zoo
+
+
+def tiny_unet(seed=0):
+    from diffusers import UNet2DModel
+    torch.manual_seed(seed)
+    return UNet2DModel(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4).eval().requires_grad_(False)
+
+
+def tiny_scheduler():
+    from diffusers import DDPMScheduler
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return zoo.load("toy-clip")
+
+
+def test_direction_loss_is_eq4(clip):
+    a = world.sample(2, seed=1, subject="person", smiling=False)
+    b = world.with_attributes(a, smiling=True)
+    src, tar = editing.edit_texts("smiling", a.attributes)
+    with torch.no_grad():
+        toward = editing.direction_loss(clip.model, clip.tokenizer, b.images, a.images, tar, src)
+        away = editing.direction_loss(clip.model, clip.tokenizer, a.images, b.images, tar, src)
+    assert toward.shape == (2,) and ((0 <= toward) & (toward <= 2)).all()
+    assert torch.allclose(toward + away, torch.full((2,), 2.0), atol=1e-5)   # cos flips sign with the image change
+    assert (toward < away).all()                                              # the true edit points the text's way
+
+
+def test_edit_loss_is_eq6_and_l1_is_eq5(clip):
+    a = world.sample(2, seed=2, subject="person", glasses=False)
+    b = world.with_attributes(a, glasses=True)
+    src, tar = editing.edit_texts("glasses", a.attributes)
+    with torch.no_grad():
+        l1 = editing.l1_loss(b.images, a.images)
+        d = editing.direction_loss(clip.model, clip.tokenizer, b.images, a.images, tar, src)
+        got = editing.edit_loss(clip.model, clip.tokenizer, b.images, a.images, tar, src, 2.0, 3.0)
+    assert torch.allclose(l1, (b.images - a.images).abs().flatten(1).mean(1))
+    assert torch.isclose(got, (2.0 * d + 3.0 * l1).mean(), atol=1e-6)
+
+
+def test_edit_texts_change_only_the_edited_attribute():
+    a = world.sample(3, seed=3, subject="person", hair="black")
+    src, tar = editing.edit_texts("blonde", a.attributes)
+    for s, t in zip(src, tar):
+        ps, pt = world.parse_caption(s), world.parse_caption(t)
+        assert ps["hair"] == "black" and pt["hair"] == "blonde"
+        assert {k: v for k, v in ps.items() if k != "hair"} == {k: v for k, v in pt.items() if k != "hair"}
+
+
+def test_alg1_loss_trains_the_rectifier_alone(clip):
+    unet, sched = tiny_unet(), tiny_scheduler()
+    rect = rectifier.new_rectifier(unet, width=8, sub_width=4)
+    torch.nn.init.normal_(rect.subnets[0].to_out.weight, std=0.1)
+    a = world.sample(2, seed=4, subject="person", smiling=False)
+    src, tar = editing.edit_texts("smiling", a.attributes)
+    loss = editing.alg1_loss(unet, sched, rect, clip.model, clip.tokenizer, a.images, src, tar,
+                             torch.tensor([10, 800]),
+                             torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in rect.parameters())
+    assert all(p.grad is None for p in unet.parameters()) and all(p.grad is None for p in clip.model.parameters())
+
+
+def test_an_untrained_delta_h_leaves_the_unet_unchanged():
+    unet = tiny_unet()
+    f = editing.DeltaH(unet.config.block_out_channels[-1], width=8)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert (editing.HSpaceUNet(unet, f)(x, 500) - unet(x, 500).sample).abs().max() == 0
+        torch.nn.init.normal_(f.conv_out.weight, std=0.5)
+        assert (editing.HSpaceUNet(unet, f)(x, 500) - unet(x, 500).sample).abs().max() > 1e-4
+    assert not unet.mid_block._forward_hooks            # the hook is removed after each call
+
+
+def test_partial_inversion_reaches_t0_and_round_trips():
+    unet, sched = tiny_unet(), tiny_scheduler()
+    x0 = world.sample(2, seed=6).images
+    x = editing.invert_to(unet, sched, x0, 300, 10)
+    ts = editing._timesteps(300, 10)
+    assert ts[0] == 300 and ts[-1] == -1
+    y = x
+    with torch.no_grad():
+        for t, tp in zip(ts[:-1], ts[1:]):
+            y = editing._move(sched, y, unet(y, t).sample, t, tp)
+    assert (y - x0).abs().mean() < 0.2     # DDIM's round trip is approximate; a random U-Net is a harsh test
+
+
+@pytest.mark.parametrize("method", editing.METHODS)
+def test_each_method_trains_and_edits(clip, method):
+    unet, sched = tiny_unet(), tiny_scheduler()
+    rect = rectifier.new_rectifier(unet, width=8, sub_width=4)
+    cfg = editing.EditTrainConfig(method=method, steps=1, batch_size=2, n_images=4, s_inv=2, s_gen=2, hspace_steps=2)
+    run = editing.train(unet, sched, rect, clip, cfg)
+    assert len(run.losses) == 1 and run.losses[0][1] == run.losses[0][1]
+    x0 = editing.edit_images("smiling", 2, seed=7, domain="photo").images
+    out = editing.edit(unet, sched, rect, run, x0, num_inference_steps=4)
+    assert out.shape == x0.shape and torch.isfinite(out).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input: each names what is accepted
+# ------------------------------------------------------------------------------------------------
+def test_bad_inputs_name_what_is_accepted(clip):
+    with pytest.raises(ValueError, match="unknown word.*toy-clip's tokenizer knows"):
+        editing.check_texts(clip.tokenizer, ["a grinning person"])
+    with pytest.raises(ValueError, match="unknown edit.*accepted: smiling, glasses, blonde"):
+        editing.EditTrainConfig(edit="beard")
+    for lc, lr in ((-1, 1), (1, float("nan")), (float("inf"), 1)):
+        with pytest.raises(ValueError, match="lambda_(clip|recon) must be"):
+            editing.EditTrainConfig(lambda_clip=lc, lambda_recon=lr)
+    with pytest.raises(ValueError, match="both 0"):
+        editing.check_lambdas(0, 0)
+    with pytest.raises(ValueError, match="reversed"):
+        editing.check_interval(200, 600)
+    with pytest.raises(ValueError, match=r"t_start must be an integer in \[0, 1000\]"):
+        editing.check_interval(1200, 0)
+    with pytest.raises(ValueError, match="reversed"):
+        editing.EditTrainConfig(t_edit=100, t_boost=300)
+    with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
+        editing.check_batch(torch.zeros(2, 3, 16, 16), 32)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        editing.check_batch(torch.full((2, 3, 32, 32), 3.0), 32)
+    with pytest.raises(ValueError, match="unknown method"):
+        editing.EditTrainConfig(method="nada")
+
+
+def test_an_edit_rectifier_for_another_unet_is_refused(clip):
+    unet, other = tiny_unet(), tiny_unet()
+    rect = rectifier.new_rectifier(unet, width=8, sub_width=4)
+    from diffusers import UNet2DModel
+    wider = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(8, 24), layers_per_block=1,
+                        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                        norm_num_groups=4)
+    with pytest.raises(ValueError, match="fingerprint"):
+        editing.train(wider, tiny_scheduler(), rect, clip, editing.EditTrainConfig(steps=1, n_images=2, batch_size=2))
+    del other
