@@ -172,6 +172,49 @@ def test_every_real_model_fails_fast_offline_naming_its_toy(name):
     assert time.time() - t0 < 15
 
 
+@pytest.mark.parametrize("name", ["ddpm-celebahq", "clip-vit-b16"])
+def test_real_model_fails_fast_on_a_black_holed_network(monkeypatch, name):
+    """Issue 21 item 6: without HF_HUB_OFFLINE, a network where every lookup and connection hangs (simulated: no
+    real network is used) fails within 30 s, through one reachability check with a short timeout, with the same
+    message naming the toy model."""
+    import socket
+
+    import huggingface_hub.constants as hub
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(k, raising=False)
+
+    def black_hole(*args, **kwargs):
+        time.sleep(45)
+        raise socket.gaierror("black-holed")
+    monkeypatch.setattr(socket, "getaddrinfo", black_hole)
+    monkeypatch.setattr(socket, "create_connection", black_hole)
+    t0 = time.time()
+    with pytest.raises(RuntimeError, match=r"(?s)did not answer within 5 s.*" + zoo.REAL_MODELS[name][2]):
+        zoo.load(name)
+    assert time.time() - t0 < 30
+
+
+def test_reachability_check_is_bounded_and_reads_the_proxy(monkeypatch):
+    import socket
+    opened = []
+
+    class Conn:
+        def close(self):
+            pass
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout=None: opened.append(address) or Conn())
+    assert zoo._reachable("https://huggingface.co", 1.0) and opened[-1] == ("huggingface.co", 443)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    import huggingface_hub.constants as hub
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    assert zoo._hub_access() == ({}, "") and opened[-1] == ("proxy.example", 3128)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(5))
+    t0 = time.time()
+    assert not zoo._reachable("https://huggingface.co", 0.5) and time.time() - t0 < 2
+
+
 def test_zero_shot_attributes_share_the_toy_path():
     """The real-mode attribute reader (CLIP zero-shot) runs on toy-clip with toy prompts and reads the world."""
     from diffnb import evaluate, world
