@@ -210,6 +210,8 @@ class EditTrainConfig:
     t_edit: int = 500                  # hspace "original": edit on [T, t_edit] (Asyrp: an attribute-dependent t_edit)
     t_boost: int = 200                 # hspace: stochastic steps below t_boost (Asyrp's quality boost)
     hspace_steps: int = 10             # hspace training: DDIM steps of the edited trajectory per image batch
+    trainable: str = "to_out"          # rectifier methods: "to_out" (each sub-net's C_out factor: a run ships in
+                                       # under 1 MB) or "all" (every parameter of R, as Alg. 1 writes it)
     seed: int = 0
     num_threads: int = 1
 
@@ -217,6 +219,8 @@ class EditTrainConfig:
         check_edit(self.edit)
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; accepted: {', '.join(METHODS)}")
+        if self.trainable not in ("to_out", "all"):
+            raise ValueError(f"trainable must be 'to_out' or 'all', got {self.trainable!r}")
         if self.interval not in ("original", "full"):
             raise ValueError(f"interval must be 'original' or 'full', got {self.interval!r}")
         check_lambdas(self.lambda_clip, self.lambda_recon)
@@ -349,7 +353,11 @@ def train(unet, scheduler, base_rect, clip_bundle, cfg: EditTrainConfig, progres
         rectifier.check_unet(unet, base_rect.config)
         model = copy.deepcopy(base_rect)
     model.train().requires_grad_(True)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.method != "hspace" and cfg.trainable == "to_out":
+        for name, p in model.named_parameters():
+            p.requires_grad_(".to_out." in name)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                           weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.decay_every, gamma=cfg.lr_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     n_train = scheduler.config.num_train_timesteps
@@ -374,7 +382,7 @@ def train(unet, scheduler, base_rect, clip_bundle, cfg: EditTrainConfig, progres
             loss = torch.stack(losses).mean()
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         opt.step()
         sched.step()
         run.losses.append((step, loss.item()))
@@ -440,3 +448,72 @@ def edit(unet, scheduler, base_rect, run: EditRun, x0: torch.Tensor, num_inferen
 def lr_at(cfg: EditTrainConfig, step: int) -> float:
     """The learning rate at a step: lr * lr_decay ** floor(step / decay_every) (supplement B)."""
     return cfg.lr * cfg.lr_decay ** math.floor(step / cfg.decay_every)
+
+
+# ------------------------------------------------------------------------------------------------
+# Saving and loading an edit (safetensors only)
+# ------------------------------------------------------------------------------------------------
+def save_edit(run: EditRun, path, base_rect=None, dtype: torch.dtype = torch.float16) -> None:
+    """Write a trained edit as safetensors: for rectifier methods only the parameters that differ from `base_rect`
+    (the trained ones), for hspace the whole f(h, t); the config, the base rectifier's fingerprint and a hash of its
+    weights ride in the metadata, so the edit loads only onto the base it was trained from."""
+    import json
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+    meta = {"config": json.dumps(asdict(run.config)), "losses": json.dumps(run.losses), "seconds": f"{run.seconds:.1f}"}
+    if run.config.method == "hspace":
+        state = run.model.state_dict()
+        meta["channels"] = str(run.model.conv_in.in_channels)
+        meta["width"] = str(run.model.conv_in.out_channels)
+    else:
+        base = dict(base_rect.state_dict())
+        state = {k: v for k, v in run.model.state_dict().items() if not torch.equal(v, base[k])}
+        meta["base_fingerprint"] = base_rect.config.fingerprint
+        meta["base_hash"] = weights_hash(base_rect)
+    save_file({k: v.detach().to(dtype).contiguous() for k, v in state.items()}, str(path), metadata=meta)
+
+
+def weights_hash(module: nn.Module) -> str:
+    """A short hash of a module's weights (rounded to float16, as they ship)."""
+    import hashlib
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().to(torch.float16).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_edit(path, base_rect, unet=None) -> EditRun:
+    """An EditRun from `save_edit`'s file. A rectifier edit trained on another base rectifier (or for another
+    U-Net) is refused."""
+    import copy
+    import json
+
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+        state = {k: f.get_tensor(k).float() for k in f.keys()}
+    if "config" not in meta:
+        raise ValueError(f"{path} is not an edit written by diffnb.editing.save_edit (no config in its metadata)")
+    cfg = EditTrainConfig(**json.loads(meta["config"]))
+    if cfg.method == "hspace":
+        model = DeltaH(int(meta["channels"]), width=int(meta["width"]))
+        model.load_state_dict(state)
+    else:
+        same = (meta.get("base_fingerprint"), meta.get("base_hash")) == (base_rect.config.fingerprint,
+                                                                         weights_hash(base_rect))
+        if not same:
+            raise ValueError(f"{path} was trained on another base rectifier (fingerprint "
+                             f"{meta.get('base_fingerprint')}, weights {meta.get('base_hash')}); this one is "
+                             f"{base_rect.config.fingerprint}, {weights_hash(base_rect)}: load it onto the rectifier "
+                             "it was trained from (toy-rectifier as shipped)")
+        if unet is not None:
+            rectifier.check_unet(unet, base_rect.config)
+        model = copy.deepcopy(base_rect)
+        missing = [k for k in state if k not in model.state_dict()]
+        if missing:
+            raise ValueError(f"{path} names parameters the rectifier does not have: {missing[:3]}")
+        model.load_state_dict({**model.state_dict(), **state})
+    return EditRun(cfg, model.eval().requires_grad_(False), json.loads(meta.get("losses", "[]")),
+                   float(meta.get("seconds", 0)))

@@ -144,3 +144,19 @@ def test_an_edit_rectifier_for_another_unet_is_refused(clip):
     with pytest.raises(ValueError, match="fingerprint"):
         editing.train(wider, tiny_scheduler(), rect, clip, editing.EditTrainConfig(steps=1, n_images=2, batch_size=2))
     del other
+
+
+def test_an_edit_round_trips_and_loads_only_onto_its_base(clip, tmp_path):
+    unet, sched = tiny_unet(), tiny_scheduler()
+    rect = rectifier.new_rectifier(unet, width=8, sub_width=4)
+    run = editing.train(unet, sched, rect, clip, editing.EditTrainConfig(steps=2, batch_size=2, n_images=4, lr=1e-2))
+    changed = [n for n, p in run.model.named_parameters() if not torch.equal(p, dict(rect.named_parameters())[n])]
+    assert changed and all(".to_out." in n for n in changed)          # trainable="to_out": the C_out factors alone
+    editing.save_edit(run, tmp_path / "e.safetensors", rect, dtype=torch.float32)
+    back = editing.load_edit(tmp_path / "e.safetensors", rect, unet)
+    assert back.config == run.config and back.losses == [list(x) for x in run.losses]
+    assert all(torch.equal(a, b) for a, b in zip(back.model.state_dict().values(), run.model.state_dict().values()))
+    other = rectifier.new_rectifier(unet, width=8, sub_width=4)       # same shapes, other weights
+    torch.nn.init.normal_(other.subnets[0].to_in.weight)
+    with pytest.raises(ValueError, match="another base rectifier"):
+        editing.load_edit(tmp_path / "e.safetensors", other)
