@@ -75,7 +75,7 @@ class LocalBlend:
         if len(per_pair) != len(source_prompts):
             raise ValueError(f"give one list of words per pair ({len(source_prompts)}), got {len(per_pair)}")
         self.res, self.threshold, self.start_step = res, float(threshold), int(start_step)
-        check_tau(threshold=threshold)
+        checks.number("threshold", threshold, 0.0, 1.0, "(of the min-max normalised attention map)")
         find = lambda p, ws: sum((token_index(tokenizer, p, w) for w in ws if w in prompt_tokens(tokenizer, p)), [])  # noqa: E731
         self.src_tokens = [find(p, ws) for p, ws in zip(source_prompts, per_pair)]
         self.tgt_tokens = [find(p, ws) for p, ws in zip(target_prompts, per_pair)]

@@ -233,8 +233,9 @@ def check_x_T(bundle, x_T, batch_size: int) -> None:
 
 
 def draw_x_T(bundle, batch_size: int, x_T: Optional[torch.Tensor], generator: Optional[torch.Generator]):
-    """x_T as given (checked), or drawn on the CPU from `generator`."""
+    """x_T as given (checked), or drawn on the CPU from `generator` (a torch.Generator or an int seed)."""
     from diffusers.utils.torch_utils import randn_tensor
+    generator = checks.generator(generator)
     if x_T is None:
         x_T = randn_tensor((batch_size, *t2i.latent_shape(bundle)), generator=generator, device=torch.device("cpu"))
     check_x_T(bundle, x_T, batch_size)

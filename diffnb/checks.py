@@ -114,3 +114,16 @@ def tensor(name: str, value, shape: tuple | None = None, low: float | None = Non
             where = f"[{-math.inf if low is None else low:g}, {math.inf if high is None else high:g}]"
             raise ValueError(f"{name} must lie in {where}, got values in [{lo:.4g}, {hi:.4g}]{extra}")
     return value
+
+
+def generator(value, name: str = "generator"):
+    """A random-number source: None (torch's global one), a torch.Generator, a list of them (one per image), or an
+    int seed >= 0 (numpy integers and 0-d tensors too), turned into a CPU torch.Generator seeded with it."""
+    if value is None or isinstance(value, torch.Generator):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(g, torch.Generator) for g in value):
+        return list(value)
+    v = _scalar(value)
+    if v is None or isinstance(v, float) or v < 0:
+        raise TypeError(f"{name} must be an int seed >= 0 or a torch.Generator, got {value!r}")
+    return torch.Generator().manual_seed(int(v))

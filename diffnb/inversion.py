@@ -110,6 +110,7 @@ def edit_friendly_invert(model, scheduler, x0: torch.Tensor, num_inference_steps
     sigma 1 (a correction, not noise)."""
     _check(x0, num_inference_steps, scheduler, model)
     checks.number("eta", eta, 0.0, 1.0, "for edit-friendly inversion", low_open=True)
+    generator = checks.generator(generator)
     fwd, _ = inversion_schedulers(scheduler)
     fwd.set_timesteps(num_inference_steps)
     ts = [int(t) for t in fwd.timesteps]

@@ -224,6 +224,7 @@ def noise_to_step(scheduler, x0: torch.Tensor, start_index: int,
     """x_t ~ q(x_t | x_0) (Eq. 2) at t = scheduler.timesteps[start_index] (call set_timesteps first): the
     first half of SDEdit. The noise is drawn on the CPU from `generator`, then moved to x0's device."""
     from diffusers.utils.torch_utils import randn_tensor
+    generator = checks.generator(generator)
     noise = randn_tensor(tuple(x0.shape), generator=generator, device=torch.device("cpu")).to(x0.device)
     return scheduler.add_noise(x0, noise, scheduler.timesteps[start_index:start_index + 1].repeat(len(x0)))
 
@@ -242,6 +243,7 @@ def sdedit(model: EpsModel, scheduler, x0: torch.Tensor, strength: float = 0.5, 
         raise ValueError("x0 must be a (B, C, H, W) tensor; convert images with diffnb.images.to_tensor")
     checks.num_inference_steps(num_inference_steps, scheduler.config.num_train_timesteps)
     k = sdedit_start_index(num_inference_steps, strength)
+    generator = checks.generator(generator)     # one stream for the noise to step k and the steps after
     scheduler.set_timesteps(num_inference_steps)
     x_k = noise_to_step(scheduler, x0, k, generator)
     return sample(model, scheduler, batch_size=x0.shape[0], num_inference_steps=num_inference_steps, eta=eta,
@@ -257,7 +259,8 @@ def sample(model: EpsModel, scheduler, batch_size: int = 16, num_inference_steps
            start_index: int = 0) -> SamplingOutput:
     """Draw images with a diffusers scheduler: DDIMScheduler (any eta) or DDPMScheduler (eta ignored).
 
-    Noise comes from `generator` (a CPU torch.Generator) so the same seed gives the same pixels on any device.
+    Noise comes from `generator` (a CPU torch.Generator, or an int seed) so the same seed gives the same pixels on
+    any device.
     image_shape (C, H, W) defaults to the UNet's config. clamp=False keeps x_0 unclamped (latent models).
     start_index: begin at step index k of the schedule, with x_T holding x at timesteps[k] (SDEdit).
     """
@@ -269,6 +272,7 @@ def sample(model: EpsModel, scheduler, batch_size: int = 16, num_inference_steps
     batch_size, num_inference_steps, eta = _check_sampling_args(batch_size, num_inference_steps, eta,
                                                                 scheduler.config.num_train_timesteps)
     checks.step_index("start_index", start_index, num_inference_steps)
+    generator = checks.generator(generator)
     shape = model_shape(model)
     if image_shape is None:
         image_shape = shape if shape is not None else (tuple(x_T.shape[1:]) if isinstance(x_T, torch.Tensor) else None)

@@ -283,10 +283,7 @@ def _load(name, root, device, dtype):
     if name in REAL_MODELS:
         if name == "clip-attributes":
             from .zeroshot import REAL_PROMPTS, ZeroShotAttributes
-            try:
-                clip = _load_real_clip("clip-vit-b16", device, dtype)
-            except RuntimeError as e:
-                raise RuntimeError(f"{e} (clip-attributes stands in for toy-attr in real mode)") from None
+            clip = _load_real_clip(name, device, dtype)    # CLIP ViT-B/16, named as what it stands for here: toy-attr
             reader = ZeroShotAttributes(clip.model, clip.tokenizer, REAL_PROMPTS).eval()
             return ClassifierBundle(name, reader, clip.source)
         if name == "face-parsing":

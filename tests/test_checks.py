@@ -196,3 +196,30 @@ def test_run_methods_checks_every_argument_before_the_inversions(t2i_bundle, mon
     monkeypatch.setattr(editbench, "word_regions", lambda *a, **k: pytest.fail("the inversions started"))
     with pytest.raises(ValueError, match=name):
         editbench.run_methods(t2i_bundle, editbench.edit_pairs(1), **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 21 item 5, the rest: every generator argument takes an int seed or a torch.Generator; messages name the cause
+# ----------------------------------------------------------------------------------------------
+def test_every_generator_argument_takes_an_int_seed(tiny, t2i_bundle):
+    from diffnb import attention, inversion
+    unet, sched = tiny
+    seeded = lambda: torch.Generator().manual_seed(3)   # noqa: E731
+    a = sampling.sample(unet, sched, batch_size=1, num_inference_steps=2, eta=1.0, generator=3)
+    b = sampling.sample(unet, sched, batch_size=1, num_inference_steps=2, eta=1.0, generator=seeded())
+    assert torch.equal(a.images, b.images) and torch.equal(a.x_T, b.x_T)
+    x0 = torch.zeros(1, 3, 8, 8)
+    assert torch.equal(sampling.sdedit(unet, sched, x0, num_inference_steps=2, generator=np.int64(3)).images,
+                       sampling.sdedit(unet, sched, x0, num_inference_steps=2, generator=seeded()).images)
+    assert torch.equal(inversion.edit_friendly_invert(unet, sched, x0, 2, generator=3).x_T,
+                       inversion.edit_friendly_invert(unet, sched, x0, 2, generator=seeded()).x_T)
+    assert torch.equal(attention.draw_x_T(t2i_bundle, 1, None, 3), attention.draw_x_T(t2i_bundle, 1, None, seeded()))
+    for bad in (True, 1.7, -1, "3"):
+        with pytest.raises(TypeError, match="generator must be an int seed >= 0 or a torch.Generator"):
+            sampling.sample(unet, sched, batch_size=1, num_inference_steps=2, generator=bad)
+
+
+def test_local_blend_threshold_is_not_a_fraction_of_steps(t2i_bundle):
+    from diffnb import attention
+    with pytest.raises(ValueError, match=r"threshold must be a number in \[0, 1\] \(of the min-max normalised"):
+        attention.LocalBlend(t2i_bundle.tokenizer, ["a cat"], ["a robot"], [["cat", "robot"]], threshold=2)

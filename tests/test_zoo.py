@@ -215,6 +215,13 @@ def test_reachability_check_is_bounded_and_reads_the_proxy(monkeypatch):
     assert not zoo._reachable("https://huggingface.co", 0.5) and time.time() - t0 < 2
 
 
+def test_clip_attributes_recommends_toy_attr():
+    with pytest.raises(RuntimeError) as e:
+        zoo.load("clip-attributes")
+    assert "could not load clip-attributes" in str(e.value) and "zoo.load('toy-attr')" in str(e.value)
+    assert "toy-clip" not in str(e.value), str(e.value)
+
+
 def test_zero_shot_attributes_share_the_toy_path():
     """The real-mode attribute reader (CLIP zero-shot) runs on toy-clip with toy prompts and reads the world."""
     from diffnb import evaluate, world
