@@ -23,6 +23,7 @@ from typing import Optional
 
 import torch
 
+from . import hub
 from .devices import Bundle, get_device, move  # noqa: F401  (get_device: the notebooks' zoo.get_device)
 
 TOY_MODELS = {
@@ -227,58 +228,6 @@ class _quiet_loading:
         return False
 
 
-HUB_TIMEOUT_S = 5.0   # how long the one reachability check before a real model's download waits for the hub
-
-
-def _hub_access() -> tuple:
-    """({} or {"local_files_only": True}, a note for the error message). With HF_HUB_OFFLINE set, or when the hub
-    (or the proxy in HTTPS_PROXY / ALL_PROXY) does not accept a connection within HUB_TIMEOUT_S, real models load from
-    the local cache only, so that a black-holed network fails in seconds instead of in the hub clients' minutes."""
-    import huggingface_hub.constants as hub
-    if hub.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return {"local_files_only": True}, "HF_HUB_OFFLINE is set, so only the local cache is read"
-    target = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
-                   if os.environ.get(k)), hub.ENDPOINT)
-    if _reachable(target, HUB_TIMEOUT_S):
-        return {}, ""
-    return {"local_files_only": True}, (f"the hub ({target}) did not answer within {HUB_TIMEOUT_S:g} s, so only the "
-                                        f"local cache is read")
-
-
-def _reachable(url: str, timeout: float) -> bool:
-    """Whether a TCP connection to url's host opens within `timeout` seconds, name lookup included (run in a
-    thread, since a lookup on a black-holed network has no timeout of its own)."""
-    import socket
-    import threading
-    from urllib.parse import urlparse
-    u = urlparse(url if "://" in url else f"http://{url}")
-    if not u.hostname:
-        return False
-    port = u.port or (443 if u.scheme == "https" else 80)
-    result = []
-
-    def attempt():
-        try:
-            socket.create_connection((u.hostname, port), timeout=timeout).close()
-            result.append(True)
-        except (OSError, ValueError):
-            result.append(False)
-    thread = threading.Thread(target=attempt, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
-
-
-def _hub_error(name: str, e: Exception, note: str, needs: str) -> RuntimeError:
-    """The one message of a real model that could not be loaded: what, why, and the toy model to use instead."""
-    hub_id, size, toy = REAL_MODELS[name]
-    cause = f"{type(e).__name__}: {str(e)[:200]}"
-    why = f"{note} ({cause})" if note else cause
-    article = "" if size.startswith("about") else "a "
-    return RuntimeError(f"could not load {name} ({hub_id}, {article}{size} download, needs {needs}): {why}. "
-                        f"In toy mode use zoo.load({toy!r}) instead.")
-
-
 def _load(name, root, device, dtype):
     if name in REAL_MODELS:
         if name == "clip-attributes":
@@ -345,13 +294,13 @@ def _load_clip(folder: Path, card: str, dtype) -> ClipBundle:
 
 def _load_real_clip(name, device, dtype) -> ClipBundle:
     hub_id = REAL_MODELS[name][0]
-    access, note = _hub_access()
+    access, note = hub.access()
     try:
         from transformers import CLIPModel, CLIPTokenizer
         model = CLIPModel.from_pretrained(hub_id, use_safetensors=True, dtype=dtype, **access)
         tokenizer = CLIPTokenizer.from_pretrained(hub_id, **access)
     except Exception as e:  # offline, no network, or no access
-        raise _hub_error(name, e, note, "network") from None
+        raise hub.error(name, *REAL_MODELS[name], e, note, "network") from None
     bundle = ClipBundle(name, model.eval().requires_grad_(False), tokenizer, hub_id)
     _to(bundle, device)
     return bundle
@@ -383,13 +332,13 @@ def _load_t2i(folder: Path, card: str, dtype, root):
 
 def _load_real_t2i(name, device, dtype):
     hub_id = REAL_MODELS[name][0]
-    access, note = _hub_access()
+    access, note = hub.access()
     try:
         from diffusers import StableDiffusionPipeline
         pipe = StableDiffusionPipeline.from_pretrained(hub_id, use_safetensors=True, torch_dtype=dtype,
                                                        safety_checker=None, **access)
     except Exception as e:  # offline, no network, or no access
-        raise _hub_error(name, e, note, "network and a GPU") from None
+        raise hub.error(name, *REAL_MODELS[name], e, note, "network and a GPU") from None
     from diffusers import DDIMScheduler
 
     from .t2i import T2IBundle
@@ -418,12 +367,12 @@ class _SegformerLogits(torch.nn.Module):
 
 def _load_face_parser(name, device, dtype) -> ClassifierBundle:
     hub_id = REAL_MODELS[name][0]
-    access, note = _hub_access()
+    access, note = hub.access()
     try:
         from transformers import SegformerForSemanticSegmentation
         model = SegformerForSemanticSegmentation.from_pretrained(hub_id, use_safetensors=True, dtype=dtype, **access)
     except Exception as e:  # offline, no network, or no access
-        raise _hub_error(name, e, note, "network") from None
+        raise hub.error(name, *REAL_MODELS[name], e, note, "network") from None
     bundle = ClassifierBundle(name, _SegformerLogits(model.eval().requires_grad_(False)), hub_id)
     _to(bundle, device)
     return bundle
@@ -431,12 +380,12 @@ def _load_face_parser(name, device, dtype) -> ClassifierBundle:
 
 def _load_real(name, device, dtype):
     hub_id = REAL_MODELS[name][0]
-    access, note = _hub_access()
+    access, note = hub.access()
     try:
         from diffusers import DDPMPipeline
         pipe = DDPMPipeline.from_pretrained(hub_id, use_safetensors=True, torch_dtype=dtype, **access)
     except Exception as e:  # offline, no network, or no access
-        raise _hub_error(name, e, note, "network and a GPU for reasonable speed") from None
+        raise hub.error(name, *REAL_MODELS[name], e, note, "network and a GPU for reasonable speed") from None
     from diffusers import DDIMScheduler
     bundle = DiffusionBundle(name=name, unet=pipe.unet.eval().requires_grad_(False),
                              scheduler=DDIMScheduler.from_config(pipe.scheduler.config),

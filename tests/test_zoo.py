@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffnb import images, zoo
+from diffnb import hub, images, zoo
 
 
 def test_unknown_model_lists_known():
@@ -179,9 +179,9 @@ def test_real_model_fails_fast_on_a_black_holed_network(monkeypatch, name):
     message naming the toy model."""
     import socket
 
-    import huggingface_hub.constants as hub
+    import huggingface_hub.constants as hub_constants
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
     for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(k, raising=False)
 
@@ -204,15 +204,15 @@ def test_reachability_check_is_bounded_and_reads_the_proxy(monkeypatch):
         def close(self):
             pass
     monkeypatch.setattr(socket, "create_connection", lambda address, timeout=None: opened.append(address) or Conn())
-    assert zoo._reachable("https://huggingface.co", 1.0) and opened[-1] == ("huggingface.co", 443)
+    assert hub.reachable("https://huggingface.co", 1.0) and opened[-1] == ("huggingface.co", 443)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    import huggingface_hub.constants as hub
-    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
-    assert zoo._hub_access() == ({}, "") and opened[-1] == ("proxy.example", 3128)
+    import huggingface_hub.constants as hub_constants
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    assert hub.access() == ({}, "") and opened[-1] == ("proxy.example", 3128)
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(5))
     t0 = time.time()
-    assert not zoo._reachable("https://huggingface.co", 0.5) and time.time() - t0 < 2
+    assert not hub.reachable("https://huggingface.co", 0.5) and time.time() - t0 < 2
 
 
 def test_clip_attributes_recommends_toy_attr():
