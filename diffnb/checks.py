@@ -90,7 +90,7 @@ def guidance_scale(value) -> float:
 
 def tensor(name: str, value, shape: tuple | None = None, low: float | None = None, high: float | None = None,
            dtype: torch.dtype | None = None, hint: str = "") -> torch.Tensor:
-    """A floating-point torch tensor with every value finite, of `shape` where given (None in it: any size), in
+    """A non-empty floating-point torch tensor with every value finite, of `shape` where given (None: any size), in
     [low, high] where given, and of `dtype` where given (the model's: torch would fail deep inside on another).
     Returns the tensor unchanged; raises TypeError (not a float tensor) or ValueError naming `name`."""
     extra = f"; {hint}" if hint else ""
@@ -103,6 +103,8 @@ def tensor(name: str, value, shape: tuple | None = None, low: float | None = Non
         if not ok:
             want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"{name} must have shape {want}, got {tuple(value.shape)}{extra}")
+    if value.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(value.shape)}){extra}")
     if dtype is not None and value.dtype != dtype:
         raise ValueError(f"{name} has dtype {value.dtype} but the model runs in {dtype}; pass {name}.to({dtype})"
                          f"{extra}")

@@ -111,7 +111,8 @@ def test_inversion_checks_x0_and_x_T(tiny):
     cases = [(x0 * 255, r"x0 must lie in \[-1, 1\], got values in"),
              (x0 + float("nan"), "x0 holds NaN or infinite values"),
              (torch.zeros(2, 3, 16, 16), r"x0 must have shape \(any, 3, 8, 8\), got \(2, 3, 16, 16\)"),
-             (x0.double(), "x0 has dtype torch.float64")]
+             (x0.double(), "x0 has dtype torch.float64"),
+             (x0[:0], r"x0 is empty \(shape \(0, 3, 8, 8\)\)")]      # found by test_properties
     for bad, message in cases:
         with pytest.raises(ValueError, match=message):
             inversion.ddim_invert(unet, sched, bad, num_inference_steps=2)

@@ -153,3 +153,39 @@ def test_prompts_are_tokenized_or_refused_with_the_vocabulary(tokenizer, words):
         assert "unknown word" in str(e) or "words" in str(e), str(e)
         return
     assert enc["input_ids"].shape == (1, tokenizer.model_max_length)
+
+
+# ----------------------------------------------------------------------------------------------
+# Raw tensors into the samplers and inversions (issue 21 item 3): any shape, dtype, range, NaN
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model():
+    from diffusers import DDIMScheduler
+    from test_sampling import tiny_unet
+    return tiny_unet(), DDIMScheduler(num_train_timesteps=50, clip_sample=False)   # sample shape (3, 8, 8)
+
+
+TENSOR_DTYPES = [torch.float32, torch.float64, torch.float16, torch.int64, torch.bool]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.integers(0, 3), st.sampled_from([1, 3, 4]), st.sampled_from([4, 8, 9]), st.sampled_from(TENSOR_DTYPES),
+       st.sampled_from([1.0, 1.5, 300.0]), st.sampled_from([None, math.nan, math.inf]), st.booleans())
+def test_raw_tensors_into_sampling_and_inversion_are_run_or_refused_by_name(tiny_model, b, c, hw, dtype, scale, bad,
+                                                                             invert):
+    unet, sched = tiny_model
+    x = (torch.rand(b, c, hw, hw, generator=torch.Generator().manual_seed(b + c + hw)) * 2 - 1) * scale
+    if bad is not None and x.numel():
+        x.view(-1)[0] = bad
+    x = x.to(dtype)
+    from diffnb import inversion
+    try:
+        if invert:
+            out = inversion.ddim_invert(unet, sched, x, num_inference_steps=2).x_T
+        else:
+            out = sampling.sample(unet, sched, batch_size=max(b, 1), num_inference_steps=2, x_T=x).images
+    except OURS as e:
+        name = "x0" if invert else "x_T"
+        assert name in str(e), str(e)
+        return
+    assert out.shape == (b, 3, 8, 8) and torch.isfinite(out).all()
