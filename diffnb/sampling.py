@@ -274,8 +274,10 @@ def sample(model: EpsModel, scheduler, batch_size: int = 16, num_inference_steps
     checks.step_index("start_index", start_index, num_inference_steps)
     generator = checks.generator(generator)
     shape = model_shape(model)
+    if image_shape is None and shape is None and x_T is not None:   # a plain callable: x_T gives the shape
+        image_shape = tuple(check_x_T(model, x_T, batch_size).shape[1:])
     if image_shape is None:
-        image_shape = shape if shape is not None else (tuple(x_T.shape[1:]) if isinstance(x_T, torch.Tensor) else None)
+        image_shape = shape
         if image_shape is None:
             raise ValueError("image_shape (C, H, W) is needed for a noise predictor without a diffusers config")
     if not isinstance(image_shape, (tuple, list, torch.Size)) or len(image_shape) != 3:
