@@ -228,7 +228,11 @@ def guided_sample(model, scheduler, fn: Callable, lam, t1: int, t2: int, batch_s
     step's own UNet call is made with gradients and gives both eps and the gradient (one UNet forward per step,
     plus a backward pass, where mode="x" makes two forwards on a guided step). eta = 1 is the thesis's default
     (DDPM-like). `lam` may be one number or one per image; `generator` a torch.Generator, a list of them, or an int
-    seed (one generator per image)."""
+    seed (one generator per image).
+
+    Names are the thesis's: `lam` is its guidance strength lambda (`lambda` is a Python keyword), and t1, t2 are
+    indices of the reverse process (0 is the noisiest step), not timesteps, as the thesis defines them ("the terms t_1
+    and t_2 are defined as indices of the reverse process")."""
     from diffusers.utils.torch_utils import randn_tensor
     if mode not in ("x", "eps"):
         raise ValueError(f"mode must be 'x' (Alg. 1, nudge x_t) or 'eps' (Eq. 13, shift the noise), got {mode!r}")
