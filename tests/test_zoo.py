@@ -233,3 +233,44 @@ def test_zero_shot_attributes_share_the_toy_path():
     assert pred.binary.shape == (200, 4) and set(pred.categorical) == set(world.CATEGORICAL)
     acc = evaluate.attr_accuracy(reader, n=200, seed=61_000).accuracy
     assert min(acc[b] for b in world.BINARY) > 0.8, acc
+
+
+def _quality(stated):
+    from diffnb.evaluate import T2IQuality
+    return T2IQuality(256, 5.0, stated, 0.9, 0.9, 1.0, {})
+
+
+def test_install_refuses_a_t2i_that_measures_below_the_shipped_one(tmp_path, monkeypatch, capsys):
+    from diffnb.maint import cards, cli
+    cards.check_not_worse((_quality(0.70), _quality(0.41)), (_quality(0.69), _quality(0.41)))   # not worse: passes
+    with pytest.raises(ValueError, match=r"eta 0: 0\.336 against the shipped 0\.406.*--force"):
+        cards.check_not_worse((_quality(0.70), _quality(0.336)), (_quality(0.688), _quality(0.406)))
+    # the command: the candidate (first measurement) is worse than the shipped model (second); nothing is installed
+    run = tmp_path / "toy-t2i"
+    shutil.copytree(zoo.default_root() / "toy-t2i", run)
+    calls = []
+    monkeypatch.setattr(cards, "t2i_quality_pair",
+                        lambda bundle: calls.append(bundle) or ((_quality(0.5), _quality(0.3)) if len(calls) == 1
+                                                                else (_quality(0.688), _quality(0.406))))
+    before = (zoo.default_root() / "manifest.json").read_text()
+    assert cli.main(["install", "toy-t2i", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "eta 1: 0.500 against the shipped 0.688" in err and "eta 0: 0.300 against the shipped 0.406" in err
+    assert (zoo.default_root() / "manifest.json").read_text() == before
+    calls.clear()
+    lines = cards._t2i_card(run, force=True)          # --force skips the comparison (one measurement only)
+    assert len(calls) == 1 and any("0.500" in ln for ln in lines)
+
+
+def test_install_refuses_a_t2i_trained_against_other_text_embeddings():
+    from diffnb.maint.t2i_training import check_text_probe, text_probe
+    from diffnb.t2i import text_tower
+    clip = zoo.load("toy-clip")
+    tower = text_tower(clip.model)
+    saved = text_probe(tower, clip.tokenizer)
+    check_text_probe(saved, tower, clip.tokenizer)                       # the same tower: accepted
+    shifted = dict(saved, mean_per_token=[v + 0.01 for v in saved["mean_per_token"]])
+    with pytest.raises(ValueError, match="different text embeddings"):
+        check_text_probe(shifted, tower, clip.tokenizer)
+    with pytest.raises(ValueError, match="other token ids"):
+        check_text_probe(dict(saved, ids=saved["ids"][::-1]), tower, clip.tokenizer)

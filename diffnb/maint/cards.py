@@ -71,8 +71,9 @@ def _header(name: str, run_dir: Path) -> list:
             f"- config: `{json.dumps(cfg)}`", ""]
 
 
-def write_card(name: str, run_dir: Path) -> str:
-    """Measure the model in `run_dir` and return its card (markdown)."""
+def write_card(name: str, run_dir: Path, force: bool = False) -> str:
+    """Measure the model in `run_dir` and return its card (markdown). A toy-t2i that measures below the shipped one
+    is refused (ValueError giving both numbers) unless force=True."""
     from safetensors.torch import load_file  # noqa: F401  (the loaders below use safetensors only)
     lines = _header(name, run_dir)
     if name == "toy-attr":
@@ -125,7 +126,7 @@ def write_card(name: str, run_dir: Path) -> str:
                   "| attribute value | sampled, eta 1 | sampled, eta 0 | world |", "| --- | --- | --- | --- |"]
         lines += [f"| {k} | {s:.3f} | {q0.frequency[k][0]:.3f} | {w:.3f} |" for k, (s, w) in q.frequency.items()]
     elif name == "toy-t2i":
-        lines += _t2i_card(run_dir)
+        lines += _t2i_card(run_dir, force)
     if name == "toy-clip":
         lines += _clip_card(run_dir)
     if name == "toy-ae":   # issue 19
@@ -167,8 +168,25 @@ def _clip_card(run_dir: Path) -> list:
     return lines
 
 
-def _t2i_card(run_dir: Path) -> list:
-    """toy-t2i's bars: 256 random partial captions, 50 DDIM steps, guidance 5."""
+def t2i_quality_pair(bundle) -> tuple:
+    """(eta 1, eta 0) T2IQuality of a toy-t2i bundle on the bars' 256 captions (50 DDIM steps, guidance 5)."""
+    attr, clip = load("toy-attr").model, load("toy-clip")
+    return tuple(evaluate.t2i_quality(bundle, attr, clip, eta=eta) for eta in (1.0, 0.0))
+
+
+def check_not_worse(candidate: tuple, shipped: tuple) -> None:
+    """Refuse a toy-t2i whose stated-attribute agreement is below the shipped model's at eta 1 or eta 0; the message
+    gives both numbers. candidate, shipped: (eta 1, eta 0) T2IQuality pairs."""
+    worse = [f"eta {eta}: {c.stated_agree:.3f} against the shipped {s.stated_agree:.3f}"
+             for eta, c, s in zip((1, 0), candidate, shipped) if c.stated_agree < s.stated_agree]
+    if worse:
+        raise ValueError("refused: this toy-t2i measures below the shipped one on the stated-attribute bar ("
+                         + "; ".join(worse) + "); pass --force to install it anyway")
+
+
+def _t2i_card(run_dir: Path, force: bool = False) -> list:
+    """toy-t2i's bars: 256 random partial captions, 50 DDIM steps, guidance 5. Unless `force`, a candidate that
+    measures below the shipped model is refused first (`check_not_worse`)."""
     from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
     from ..t2i import T2IBundle, text_tower
@@ -182,8 +200,15 @@ def _t2i_card(run_dir: Path) -> list:
     ddpm = DDPMScheduler.from_pretrained(str(run_dir), subfolder="scheduler")
     bundle = T2IBundle("toy-t2i", unet, text_tower(clip.model), clip.tokenizer, DDIMScheduler.from_config(ddpm.config),
                        None, 32, str(run_dir))
-    attr = load("toy-attr").model
-    q, q0 = (evaluate.t2i_quality(bundle, attr, clip, eta=eta) for eta in (1.0, 0.0))
+    q, q0 = t2i_quality_pair(bundle)
+    if not force:
+        from ..zoo import ManifestError
+        try:
+            shipped = load("toy-t2i")
+        except (FileNotFoundError, ManifestError, KeyError):   # nothing shipped yet: nothing to compare with
+            shipped = None
+        if shipped is not None:
+            check_not_worse((q, q0), t2i_quality_pair(shipped))
     return ["## Measured on 256 random partial captions (50 DDIM steps, guidance 5, eta 1, seed 40000)", "",
             "These are the bars of tests/test_quality.py, measured with eta 1 as toy-ddpm's are. The eta 0 numbers",
             "(deterministic DDIM, same captions and seed) are for comparison.", "",

@@ -38,6 +38,8 @@ def main(argv=None) -> int:
     i.add_argument("name", choices=sorted(zoo.TOY_MODELS))
     i.add_argument("run_dir")
     i.add_argument("--note", default="", help="a paragraph appended to the card (e.g. how the run was shared)")
+    i.add_argument("--force", action="store_true",
+                   help="install even if the run measures below the shipped model (toy-t2i)")
     a = p.parse_args(argv)
     if a.cmd == "list":
         for n, d in zoo.TOY_MODELS.items():
@@ -55,7 +57,12 @@ def main(argv=None) -> int:
     elif a.cmd == "install":
         from . import cards
         from .install import install
-        card = cards.write_card(a.name, Path(a.run_dir)) + (f"\n## Note\n\n{a.note}\n" if a.note else "")
+        try:
+            card = cards.write_card(a.name, Path(a.run_dir), force=a.force)
+            card += f"\n## Note\n\n{a.note}\n" if a.note else ""
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         install(a.name, Path(a.run_dir), card=card)
         print(f"installed {a.name}; manifest updated")
     return 0
