@@ -133,6 +133,11 @@ def _check_mask(mask: Optional[torch.Tensor], x: torch.Tensor) -> Optional[torch
     if m.ndim != 4 or m.shape[1] != 1 or m.shape[-2:] != x.shape[-2:] or m.shape[0] not in (1, x.shape[0]):
         raise ValueError(f"mask must be (B, H, W) or (B, 1, H, W) with H, W = {tuple(x.shape[-2:])} and B = 1 or "
                          f"{x.shape[0]}; got {tuple(mask.shape)}")
+    if not torch.isfinite(m).all():
+        raise ValueError("mask must hold values in [0, 1] (1 where guidance acts), got NaN or inf")
+    if m.min() < 0 or m.max() > 1:
+        raise ValueError(f"mask must hold values in [0, 1] (1 where guidance acts), got values in "
+                         f"[{float(m.min()):g}, {float(m.max()):g}]")
     return m.to(x.device)
 
 

@@ -183,3 +183,16 @@ def test_notebook_lambdas_stay_under_the_blow_up_bound():
     inv = inversion.edit_friendly_invert(ddpm.unet, ddpm.scheduler, x0, 25, generator=torch.Generator().manual_seed(0))
     assert guidance.edit_ddpm_inverted(ddpm.unet, ddpm.scheduler, inv, guidance.AttributeLogit(attr, "smiling"), 8.0,
                                        12, 25).shape == x0.shape
+
+
+def test_a_bad_mask_is_blamed_on_the_mask_not_on_lambda(unet):
+    """Issue 21 item 5: a NaN mask used to fail later as 'guidance made x non-finite ... lower lambda'."""
+    size = unet.config.sample_size
+    nan = torch.ones(1, 1, size, size)
+    nan[..., 0, 0] = float("nan")
+    big = torch.zeros(1, 1, size, size)
+    big[..., 0, 0] = 3.0
+    for mask, said in ((nan, "NaN"), (big, r"\[0, 3\]")):
+        with pytest.raises(ValueError, match=r"mask must hold values in \[0, 1\].*" + said):
+            guidance.guided_sample(unet, sched(), guidance.Colour(0, 1.0), 1.0, 0, 2, batch_size=1,
+                                   num_inference_steps=4, mask=mask)
