@@ -34,7 +34,6 @@ with the edited model (Alg. 1 and "full"), or the edited model on the method's i
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
@@ -444,10 +443,6 @@ def edit(unet, scheduler, base_rect, run: EditRun, x0: torch.Tensor, num_inferen
         x = ddim.step(eps, t, x, eta=eta, generator=gen).prev_sample
     return x.clamp(-1, 1)
 
-
-def lr_at(cfg: EditTrainConfig, step: int) -> float:
-    """The learning rate at a step: lr * lr_decay ** floor(step / decay_every) (supplement B)."""
-    return cfg.lr * cfg.lr_decay ** math.floor(step / cfg.decay_every)
 
 
 # ------------------------------------------------------------------------------------------------
