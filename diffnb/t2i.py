@@ -164,17 +164,20 @@ def denoise(bundle: T2IBundle, x: torch.Tensor, cond, uncond, guidance_scale: fl
     checks.step_index("end_index", end_index, n + 1)
     scheduler = sampling.ddim_scheduler(bundle.scheduler, inverted)
     scheduler.set_timesteps(n)
+    clipped = bool(scheduler.config.clip_sample)  # re-derive eps from the clipped P_t (`sampling.ddim_scheduler`)
     dev = device_of(bundle)
     x = x.to(dev)
     for i in range(start_index, end_index):
         t = scheduler.timesteps[i]
         c, u = _at_step(cond, i, t, x).to(dev), _at_step(uncond, i, t, x).to(dev)
         if controller is None:
-            x = scheduler.step(cfg_eps(bundle.unet, x, t, c, u, guidance_scale), t, x).prev_sample
+            x = scheduler.step(cfg_eps(bundle.unet, x, t, c, u, guidance_scale), t, x,
+                               use_clipped_model_output=clipped).prev_sample
         else:
             step = ControlStep(i, n, guidance_scale != 1.0, **(step_inputs(i) if step_inputs else {}))
             with controller.at(step):
-                x = scheduler.step(cfg_eps(bundle.unet, x, t, c, u, guidance_scale), t, x).prev_sample
+                x = scheduler.step(cfg_eps(bundle.unet, x, t, c, u, guidance_scale), t, x,
+                               use_clipped_model_output=clipped).prev_sample
                 x = controller.step_callback(x)
         if callback is not None:
             y = callback(i, t, x)
@@ -224,7 +227,8 @@ def sample(bundle: T2IBundle, prompts, guidance_scale: float = 5.0, num_inferenc
     out = sampling.sample(lambda x, t: cfg_eps(bundle.unet, x, t, cond, uncond, guidance_scale),
                           bundle.scheduler, batch_size=len(prompts), num_inference_steps=num_inference_steps, eta=eta,
                           generator=generator, x_T=x_T, image_shape=latent_shape(bundle),
-                          return_trajectory=return_trajectory, device=dev, clamp=bundle.vae is None)
+                          return_trajectory=return_trajectory, device=dev, clamp=bundle.vae is None,
+                          use_clipped_model_output=True)
     out.images = decode(bundle, out.images.to(dev)).cpu()
     return out
 

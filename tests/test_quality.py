@@ -78,15 +78,6 @@ def test_toy_seg_mean_iou(domain, bar):
 # has the numbers and what was tried for eta 0). T2I_MISSES lists the bars the shipped checkpoint does not meet yet,
 # with the measured value; each is a strict xfail, so the test turns red the moment a retrained model meets it.
 T2I_MISSES = {
-    "stated": "toy-t2i at 2,000 steps: every stated attribute agrees on 0.688 at eta 1 (card)",
-    "smiling": "toy-t2i at 2,000 steps: stated smiling agrees on 0.769 at eta 1 (card)",
-    "skin": "toy-t2i at 2,000 steps: stated skin colour agrees on 0.783 at eta 1 (card)",
-    "stated-eta0": "toy-t2i at 2,000 steps: every stated attribute agrees on 0.406 at eta 0 (card). Cause found "
-                   "2026-11-29: the DDIM step mixes the clipped P_t with the unclipped eps, which greys out global "
-                   "colours (background colour spread over 24 seeds 0.034, world 0.254); re-deriving eps from the "
-                   "clipped P_t restores it (0.263) and lifts 64 captions from 0.469 to 0.531, not yet adopted; "
-                   "smiling and skin stay weak at either eta (the model). No better: no clipping 0.016, trailing "
-                   "spacing 0.406, guidance 7.5 0.312, 200 steps, 4,459 steps 0.336, offset noise 0.375",
     "editability": "toy-t2i at 2,000 steps: P2P word swaps on generated images succeed on 0.467 of 30 (colour 0.3, "
                    "attribute 0.3, subject 0.8; the unedited sample shows the source on 0.833, the edit the target "
                    "on 0.633), measured 2026-11-29",
