@@ -219,4 +219,14 @@ def _t2i_card(run_dir: Path, force: bool = False) -> list:
             f"eta 0: {q0.clip_beats_shuffled:.3f})", "",
             "| stated attribute | captions stating it | toy-attr agrees, eta 1 | eta 0 |",
             "| --- | --- | --- | --- |"] + \
-           [f"| {k} | {n} | {a:.3f} | {q0.per_attribute[k][0]:.3f} |" for k, (a, n) in q.per_attribute.items()]
+           [f"| {k} | {n} | {a:.3f} | {q0.per_attribute[k][0]:.3f} |" for k, (a, n) in q.per_attribute.items()] + \
+           ["", *editability_lines(evaluate.t2i_editability(bundle, load("toy-attr").model))]
+
+
+def editability_lines(e) -> list:
+    """The card's editability section (issue 14's bar: Prompt-to-Prompt word swaps on generated images at eta 0)."""
+    kinds = ", ".join(f"{k} {v:.2f}" for k, v in e.per_kind.items())
+    return ["## Editability (Prompt-to-Prompt word swaps on generated images, DDIM eta 0, notebook 06's tau)", "",
+            f"- success on {e.success:.3f} of {e.n} caption pairs (bar 0.70); per kind: {kinds}",
+            f"- the unedited sample shows the source on {e.source_right:.3f}, the edit the target on "
+            f"{e.target_right:.3f}"]
