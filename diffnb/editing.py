@@ -270,12 +270,11 @@ def alg1_loss(unet, scheduler, rect, clip_model, tokenizer, x0, text_src, text_t
 
 
 def _move(scheduler, x, eps, t_from: int, t_to: int):
-    """The DDIM map (eta = 0) from timestep t_from to t_to given eps, differentiable, in either direction (Eq. 7 run
-    forwards is inversion): x_to = sqrt(alpha_bar_to) P + sqrt(1 - alpha_bar_to) eps, P from alpha_bar_from. A
-    negative timestep means alpha_bar = 1 (the clean image)."""
+    """`sampling.ddim_map` between timesteps t_from and t_to (either direction); a negative timestep means
+    alpha_bar = 1 (the clean image)."""
     a_from = _alpha_bar(scheduler, t_from, x) if t_from >= 0 else torch.ones(1, 1, 1, 1, dtype=x.dtype)
     a_to = _alpha_bar(scheduler, t_to, x) if t_to >= 0 else torch.ones(1, 1, 1, 1, dtype=x.dtype)
-    return a_to.sqrt() * sampling.pred_x0(x, eps, a_from) + (1 - a_to).sqrt() * eps
+    return sampling.ddim_map(x, eps, a_from, a_to)
 
 
 @torch.no_grad()

@@ -56,7 +56,7 @@ def ddim_invert_step(eps: torch.Tensor, t: int, x: torch.Tensor, scheduler) -> t
     t_from = int(t) - n // scheduler.num_inference_steps
     a_from = scheduler.alphas_cumprod[t_from] if t_from >= 0 else scheduler.initial_alpha_cumprod
     a_to = scheduler.alphas_cumprod[int(t)]
-    return a_to ** 0.5 * sampling.pred_x0(x, eps, a_from) + (1 - a_to) ** 0.5 * eps
+    return sampling.ddim_map(x, eps, a_from, a_to)
 
 
 @torch.no_grad()

@@ -68,6 +68,13 @@ def dir_xt(eps: torch.Tensor, alpha_bar_prev, sigma) -> torch.Tensor:
     return (1 - alpha_bar_prev - sigma ** 2) ** 0.5 * eps
 
 
+def ddim_map(x: torch.Tensor, eps: torch.Tensor, alpha_bar_from, alpha_bar_to) -> torch.Tensor:
+    """The deterministic DDIM map between two noise levels, differentiable: x_to = sqrt(alpha_bar_to) P +
+    sqrt(1 - alpha_bar_to) eps, with P = pred_x0(x, eps, alpha_bar_from). Towards less noise it is a DDIM step
+    (Eq. 3 with eta = 0, no clipping); towards more noise it is DDIM inversion (Eq. 7)."""
+    return alpha_bar_to ** 0.5 * pred_x0(x, eps, alpha_bar_from) + (1 - alpha_bar_to) ** 0.5 * eps
+
+
 def ddim_step(eps: torch.Tensor, t: int, x_t: torch.Tensor, scheduler, eta: float = 0.0,
               noise: Optional[torch.Tensor] = None, clip_sample: Optional[bool] = None,
               use_clipped_model_output: bool = False) -> StepOutput:

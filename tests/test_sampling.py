@@ -20,17 +20,38 @@ def x_t():
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("clip", [False, True])
 @pytest.mark.parametrize("steps", [10, 50])
-def test_ddim_step_equals_diffusers(x_t, eta, clip, steps):
+@pytest.mark.parametrize("clipped_eps", [False, True])
+def test_ddim_step_equals_diffusers(x_t, eta, clip, steps, clipped_eps):
     sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=clip)
     sched.set_timesteps(steps)
-    x = x_t
+    x = 3 * x_t   # so that P_t leaves [-1, 1] and clipping (and re-deriving eps from it) matters
     for t in sched.timesteps[:: max(1, steps // 5)]:
         eps = dummy_eps(x, t)
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(int(t)))
-        ref = sched.step(eps, t, x, eta=eta, variance_noise=noise)
-        ours = sampling.ddim_step(eps, t, x, sched, eta=eta, noise=noise)
+        ref = sched.step(eps, t, x, eta=eta, variance_noise=noise, use_clipped_model_output=clipped_eps)
+        ours = sampling.ddim_step(eps, t, x, sched, eta=eta, noise=noise, use_clipped_model_output=clipped_eps)
         torch.testing.assert_close(ours.prev_sample, ref.prev_sample, atol=1e-5, rtol=0)
         torch.testing.assert_close(ours.pred_x0, ref.pred_original_sample, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("steps", [10, 50])
+def test_ddim_map_is_diffusers_ddim_step_and_its_inverse(x_t, steps):
+    """sampling.ddim_map between two levels is DDIMScheduler's eta-0 step one way and DDIMInverseScheduler's the
+    other (with eps held fixed, the map is exactly invertible)."""
+    from diffusers import DDIMInverseScheduler
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False)
+    inv = DDIMInverseScheduler.from_config(sched.config)
+    sched.set_timesteps(steps)
+    inv.set_timesteps(steps)
+    a = sched.alphas_cumprod
+    for t in sched.timesteps[:-1][:: max(1, steps // 5)]:   # t - Δ >= 0
+        t_prev = int(t) - 1000 // steps
+        eps = dummy_eps(x_t, t)
+        down = sampling.ddim_map(x_t, eps, a[int(t)], a[t_prev])
+        torch.testing.assert_close(down, sched.step(eps, t, x_t, eta=0.0).prev_sample, atol=1e-5, rtol=0)
+        up = sampling.ddim_map(down, eps, a[t_prev], a[int(t)])
+        torch.testing.assert_close(up, x_t, atol=1e-4, rtol=0)
+        torch.testing.assert_close(up, inv.step(eps, t, down).prev_sample, atol=1e-4, rtol=0)   # from t - Δ to t
 
 
 @pytest.mark.parametrize("clip", [False, True])
