@@ -197,8 +197,8 @@ def ddim_scheduler(scheduler, inverted: bool = False):
     inverted=False, generation from pure noise: the model's own setting (the toy pixel models clip P_t to
     [-1, 1], which sampling from noise needs). toy-t2i steps with `use_clipped_model_output=True` (`t2i.sample`,
     `t2i.denoise`; issue 14, measured 2026-11-29), which re-derives eps from the clipped P_t. Without it the DDIM
-    step mixes the clipped P_t with the unclipped eps, and at eta = 0 that pulls toy-t2i's global colours to grey (caption
-    "a person": the background colour's spread over 24 seeds is 0.034 without, 0.263 with, 0.254 in the world);
+    step mixes the clipped P_t with the unclipped eps, and at eta = 0 that pulls toy-t2i's global colours to grey
+    (caption "a person": the background colour's spread over 24 seeds is 0.034 without, 0.263 with, 0.254 in the world);
     inverted=True, sampling back from an inverted x_T: clip_sample=False, since clipping P_t breaks the symmetry
     that inversion relies on (on toy-ddpm it raises the 50-step reconstruction MSE about 30x).
     """
