@@ -1,8 +1,7 @@
 """Maintainers: SDD's full run for notebook 07, in one command.
 
-Measured: 33 minutes per edit with the three edits as parallel processes (`--edit`) on the shared 2-core machine at
-load ~20 (HQS about 18 minutes, each manipulator about 3); the CPU time is far smaller, but an idle-machine time was
-not measured.
+Measured: about 12 minutes per edit with the three edits as parallel processes (`--edit`, 1 torch thread each) on a
+2-core machine shared with one other job (2026-11-29); an earlier run took 33 minutes per edit at load ~20.
 
     python -m diffnb.sdd full-run runs/sdd          # HQS curves and the 15 manipulators of Table 3
     python -m diffnb.sdd install runs/sdd           # copy into data/models/sdd-manipulators, card, manifest
@@ -133,8 +132,8 @@ def card(run_dir: Path) -> str:
     lines = [f"# {NAME}", "", "SDD manipulators (notebook 07): one latent mapper M_phi over toy-ae per edit and "
              "Table 3 strategy, distilled from toy-t2i (Alg. 1).", "",
              "Recompute: `python -m diffnb.sdd full-run runs/sdd` then `python -m diffnb.sdd install runs/sdd`.", "",
-             f"- wall time: {s['minutes']:.1f} minutes summed over the edits (one `--edit` process each; the "
-             "shipped run: three parallel processes of about 33 minutes on the shared 2-core machine at load ~20)",
+             f"- wall time: {s['minutes']:.1f} minutes summed over the edits (one `--edit` process each, run in "
+             "parallel, 1 torch thread each, on a 2-core CPU shared with other jobs)",
              f"- fingerprints {s['fingerprints']} (`sdd.load` refuses any other toy-ae or toy-t2i)",
              f"- HQS: SDS form of d_t, guidance {d['guidance_scale']}, {s['config']['n_images']} person images, "
              f"t = {s['config']['grid'][0]}, {s['config']['grid'][1]}, ..., {s['config']['grid'][-1]}",

@@ -43,6 +43,13 @@ SHIPPED_RESULTS = {  # not models but results of a full run that a notebook load
     "sdd-manipulators": "SDD latent mappers over toy-ae distilled from toy-t2i, and their HQS curves (notebook 07; "
                         "diffnb.sdd_run)",
 }
+# The models each shipped result was computed on. `maint.install.update_manifest` records a digest of each one's
+# manifest entry under "built_on", and `verify` refuses the result once any of them has been reinstalled: mapping
+# networks or manipulators trained against an older toy-t2i would load without error and silently show wrong edits.
+RESULT_BASES = {"stylediffusion-photo": ("toy-t2i", "toy-clip"), "sdd-manipulators": ("toy-t2i", "toy-ae")}
+RECOMPUTE = {"stylediffusion-photo": "python -m diffnb.stylediffusion runs/stylediffusion-photo (its card says how to "
+                                     "ship it)",
+             "sdd-manipulators": "python -m diffnb.sdd full-run runs/sdd, then python -m diffnb.sdd install runs/sdd"}
 REAL_MODELS = {  # name -> (hub id, download size, the toy model that stands in for it)
     "ddpm-celebahq": ("google/ddpm-celebahq-256", "455 MB", "toy-ddpm"),
     "clip-vit-b16": ("openai/clip-vit-base-patch16", "599 MB", "toy-clip"),
@@ -154,6 +161,25 @@ def read_manifest(root: Optional[Path] = None) -> dict:
     return manifest
 
 
+def entry_digest(entry: dict) -> str:
+    """16 hex digits over a manifest entry's weights and configs (their sha256; the card and training log are left
+    out, so that editing a card does not invalidate what was computed on the model): what a shipped result records
+    of each model it was computed on (`RESULT_BASES`)."""
+    files = {rel: d for rel, d in entry["files"].items() if not rel.endswith((".md", "train_log.json"))}
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_built_on(name: str, manifest: dict) -> None:
+    """Refuse shipped result `name` when a model it was computed on has been reinstalled since (ManifestError)."""
+    built_on = manifest[name].get("built_on", {})
+    for base in RESULT_BASES.get(name, ()):
+        have = entry_digest(manifest[base]) if base in manifest else None
+        if built_on.get(base) != have:
+            raise ManifestError(f"{name} was computed on another {base} (recorded {built_on.get(base)}, shipped "
+                                f"{have}): its results would not match the model the notebooks load. Recompute it: "
+                                f"{RECOMPUTE[name]}")
+
+
 def verify(name: str, root: Optional[Path] = None) -> Path:
     """Check toy model `name`'s folder against the manifest, as a whole; return the folder. Raises ManifestError
     naming the first missing, changed or unlisted file (a file that the manifest does not list is refused: the
@@ -165,6 +191,8 @@ def verify(name: str, root: Optional[Path] = None) -> Path:
     if entry is None:
         raise ManifestError(f"{name} is not in {root / 'manifest.json'}; run `python -m diffnb.zoo install {name} DIR`")
     folder = root / name
+    if name in RESULT_BASES:
+        check_built_on(name, read_manifest(root))
     for rel, digest in entry["files"].items():
         path = folder / rel
         if not path.is_file():

@@ -41,6 +41,19 @@ def test_changed_file_is_named(copied_root):
         zoo.load("toy-attr", root=copied_root)
 
 
+@pytest.mark.parametrize("result", sorted(zoo.RESULT_BASES))
+def test_shipped_result_is_refused_once_a_model_it_was_computed_on_is_reinstalled(copied_root, result):
+    from diffnb.maint.install import update_manifest
+    zoo.verify(result, root=copied_root)
+    base = zoo.RESULT_BASES[result][0]
+    _flip_last_byte(next((copied_root / base).glob("*.safetensors")))
+    update_manifest(base, copied_root)                       # a retrained base model, installed
+    with pytest.raises(zoo.ManifestError, match=f"{result} was computed on another {base}.*Recompute it"):
+        zoo.verify(result, root=copied_root)
+    update_manifest(result, copied_root)                     # recomputed (here: re-recorded) on the new one
+    zoo.verify(result, root=copied_root)
+
+
 def test_changed_shipped_result_is_refused(copied_root):
     from diffnb import stylediffusion
     _flip_last_byte(copied_root / "stylediffusion-photo" / "film.safetensors")

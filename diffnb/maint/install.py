@@ -7,17 +7,20 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from ..zoo import IGNORED_FILES, _files, _sha256, default_root, read_manifest
+from ..zoo import IGNORED_FILES, RESULT_BASES, _files, _sha256, default_root, entry_digest, read_manifest
 
 
 def update_manifest(name: str, root: Optional[Path] = None) -> None:
-    """Record the sha256 of every file in data/models/<name> in the manifest."""
+    """Record the sha256 of every file in data/models/<name> in the manifest; for a shipped result, also the digest
+    of each model it was computed on (`zoo.RESULT_BASES`): install it only after recomputing on the shipped models."""
     root = Path(root or default_root())
     manifest = read_manifest(root) if (root / "manifest.json").is_file() else {}
     files = [rel for rel in _files(root / name) if Path(rel).name not in IGNORED_FILES]
     if not files:
         raise ValueError(f"{root / name} holds no files to record")
     manifest[name] = {"files": {rel: _sha256(root / name / rel) for rel in files}}
+    if name in RESULT_BASES:   # the models this result was computed on (`zoo.check_built_on`)
+        manifest[name]["built_on"] = {base: entry_digest(manifest[base]) for base in RESULT_BASES[name]}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
