@@ -341,8 +341,9 @@ def train(unet, scheduler, base_rect, clip_bundle, cfg: EditTrainConfig, progres
     torch.manual_seed(cfg.seed)
     unet = unet.requires_grad_(False)
     clip_model, tok = clip_bundle.model.requires_grad_(False), clip_bundle.tokenizer
+    dev = unet.device                      # everything follows the U-Net (a CPU generator draws all randomness)
     pool = edit_images(cfg.edit, cfg.n_images, seed=TRAIN_SEED + cfg.seed)
-    x_pool = check_batch(pool.images, unet.config.sample_size)
+    x_pool = check_batch(pool.images, unet.config.sample_size).to(dev)
     t_src, t_tar = edit_texts(cfg.edit, pool.attributes)
     check_texts(tok, t_src + t_tar)
     if cfg.method == "hspace":
@@ -350,7 +351,10 @@ def train(unet, scheduler, base_rect, clip_bundle, cfg: EditTrainConfig, progres
     else:
         rectifier.check_unet(unet, base_rect.config)
         model = copy.deepcopy(base_rect)
-    model.train().requires_grad_(True)
+    model = model.to(dev).train().requires_grad_(True)
+    if any(p.device != dev for p in clip_model.parameters()):
+        raise ValueError(f"toy-clip is on {next(clip_model.parameters()).device} but the U-Net on {dev}: load both "
+                         "on one device (zoo.load(..., device=...))")
     if cfg.method != "hspace" and cfg.trainable == "to_out":
         for name, p in model.named_parameters():
             p.requires_grad_(".to_out." in name)
@@ -363,10 +367,10 @@ def train(unet, scheduler, base_rect, clip_bundle, cfg: EditTrainConfig, progres
     start = time.time()
     for step in tqdm(range(1, cfg.steps + 1), disable=not progress, desc=f"{cfg.method} {cfg.edit}"):
         idx = torch.randint(0, cfg.n_images, (cfg.batch_size,), generator=gen)
-        x0, src, tar = x_pool[idx], [t_src[i] for i in idx], [t_tar[i] for i in idx]
+        x0, src, tar = x_pool[idx.to(dev)], [t_src[i] for i in idx], [t_tar[i] for i in idx]
         if cfg.method == "alg1":
-            t = torch.randint(0, n_train, (cfg.batch_size,), generator=gen)          # Alg. 1, line 3
-            noise = torch.randn(x0.shape, generator=gen)                              # line 4
+            t = torch.randint(0, n_train, (cfg.batch_size,), generator=gen).to(dev)  # Alg. 1, line 3
+            noise = torch.randn(x0.shape, generator=gen).to(dev)                      # line 4
             loss = alg1_loss(unet, scheduler, model, clip_model, tok, x0, src, tar, t, noise,
                              cfg.lambda_clip, cfg.lambda_recon)
         elif cfg.method == "markovian":
@@ -413,7 +417,8 @@ def edit(unet, scheduler, base_rect, run: EditRun, x0: torch.Tensor, num_inferen
     from diffusers import DDIMScheduler
     cfg = run.config
     n = checks.num_inference_steps(num_inference_steps)
-    x0 = check_batch(x0, unet.config.sample_size)
+    x0 = check_batch(x0, unet.config.sample_size).to(unet.device)
+    run.model.to(unet.device)
     if t_start is None:
         t_start = cfg.t0 if (cfg.method == "markovian" and cfg.interval == "original") else 1000
     if t_end is None:
@@ -439,8 +444,9 @@ def edit(unet, scheduler, base_rect, run: EditRun, x0: torch.Tensor, num_inferen
             continue
         eps = (edited if in_interval else recon)(x, ti)
         eta = 1.0 if (cfg.method == "hspace" and ti < cfg.t_boost) else 0.0
-        x = ddim.step(eps, t, x, eta=eta, generator=gen).prev_sample
-    return x.clamp(-1, 1)
+        noise = torch.randn(x.shape, generator=gen).to(x.device) if eta else None
+        x = ddim.step(eps, t, x, eta=eta, variance_noise=noise).prev_sample
+    return x.clamp(-1, 1).cpu()
 
 
 
@@ -474,7 +480,7 @@ def weights_hash(module: nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in sorted(module.state_dict().items()):
         h.update(k.encode())
-        h.update(v.detach().to(torch.float16).contiguous().numpy().tobytes())
+        h.update(v.detach().cpu().to(torch.float16).contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 

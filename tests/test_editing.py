@@ -160,3 +160,24 @@ def test_an_edit_round_trips_and_loads_only_onto_its_base(clip, tmp_path):
     torch.nn.init.normal_(other.subnets[0].to_in.weight)
     with pytest.raises(ValueError, match="another base rectifier"):
         editing.load_edit(tmp_path / "e.safetensors", other)
+
+
+def test_full_run_trains_evaluates_and_writes_a_card(tmp_path):
+    """The maintainers' runner end to end, at toy sizes: one Alg. 1 and one h-space run, Table 2 with the unedited
+    source row, the steps sweep, and the card."""
+    from diffnb import editing_run
+    cfg = editing_run.FullRunConfig(steps=1, batch_size=2, n_eval=2, eval_steps=2, sweep_steps=(2,), sweep_n=2,
+                                    edits=("glasses",), sweep_edit="glasses")
+    for run in ("alg1", "hspace"):
+        info = editing_run.train_one(tmp_path, "glasses", run, cfg, progress=False)
+        assert info["seconds"] > 0 and (tmp_path / editing_run.file_name("glasses", run)).is_file()
+    res = editing_run.evaluate(tmp_path, cfg, progress=False)
+    rows = res["table2"]["glasses"]
+    assert list(rows) == ["unedited source", "alg1", "hspace"]
+    assert rows["unedited source"]["identity"][0] == pytest.approx(1.0, abs=1e-6)
+    assert rows["unedited source"]["others_kept"][0] == 1.0
+    assert set(res["sweep"]) == {"alg1", "hspace"} and set(res["sweep"]["alg1"]) == {"2"}
+    text = editing_run.card(tmp_path)
+    assert "| glasses | unedited source |" in text and "| glasses | alg1 |" in text
+    with pytest.raises(ValueError, match="unknown run 'dreambooth'; accepted: alg1, markovian"):
+        editing_run.train_one(tmp_path, "glasses", "dreambooth", cfg)
