@@ -44,7 +44,7 @@ lab: $(STAMP)
 #   make check   the same plus the model-quality and paper-claim bars on the shipped weights (tests marked `slow`,
 #                session-scoped fixtures sample each model once); CI runs this (.ci/run)
 # nbval is skipped while notebooks/ holds no .ipynb; pytest's exit code 5 ("no tests collected") is not a failure.
-PYTEST := HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+PYTEST := HF_HUB_OFFLINE=1 DIFFNB_PROGRESS=0 $(BIN)/python -m pytest
 NBVAL  = @if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 	  set -x; $(PYTEST) notebooks/ $(NBVAL_OPTS) || test $$? -eq 5; \
 	else \
@@ -68,10 +68,10 @@ check: $(STAMP)
 notebook: $(STAMP)
 	@test -n "$(NB)" || { echo "usage: make notebook NB=03 (the number of a notebook in notebooks/)" >&2; exit 2; }
 	@test -n "$(wildcard notebooks/$(NB)_*.py)" || { echo "no notebook source notebooks/$(NB)_*.py" >&2; exit 2; }
-	HF_HUB_OFFLINE=1 $(BIN)/python notebooks/build/execute.py $(wildcard notebooks/$(NB)_*.py)
+	HF_HUB_OFFLINE=1 DIFFNB_PROGRESS=0 $(BIN)/python notebooks/build/execute.py $(wildcard notebooks/$(NB)_*.py)
 
 notebooks: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python notebooks/build/execute.py $(wildcard notebooks/[0-9][0-9]_*.py)
+	HF_HUB_OFFLINE=1 DIFFNB_PROGRESS=0 $(BIN)/python notebooks/build/execute.py $(wildcard notebooks/[0-9][0-9]_*.py)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m diffnb.bench $(BENCH_ARGS)

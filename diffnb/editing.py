@@ -42,6 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checks, inversion, rectifier, sampling, toyclip, world
+from .progress import bar as progress_bar
 
 METHODS = ("alg1", "markovian", "hspace")
 EDITS = {  # name: (attribute, source value, target value) -- notebook 04's three edits (Table 2)
@@ -335,7 +336,6 @@ def train(unet, scheduler, base_rect, clip_bundle, cfg: EditTrainConfig, progres
     import copy
     import time
 
-    from tqdm.auto import tqdm
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
@@ -365,7 +365,9 @@ def train(unet, scheduler, base_rect, clip_bundle, cfg: EditTrainConfig, progres
     n_train = scheduler.config.num_train_timesteps
     run = EditRun(cfg, model)
     start = time.time()
-    for step in tqdm(range(1, cfg.steps + 1), disable=not progress, desc=f"{cfg.method} {cfg.edit}"):
+    steps = progress_bar(range(1, cfg.steps + 1), desc=f"{cfg.method} {cfg.edit}", unit="step") if progress \
+        else range(1, cfg.steps + 1)
+    for step in steps:
         idx = torch.randint(0, cfg.n_images, (cfg.batch_size,), generator=gen)
         x0, src, tar = x_pool[idx.to(dev)], [t_src[i] for i in idx], [t_tar[i] for i in idx]
         if cfg.method == "alg1":

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from . import world
+from .progress import bar as progress_bar
 
 
 @dataclass
@@ -190,7 +191,8 @@ def fit(name: str, model: torch.nn.Module, cfg, out_dir, loss_at: Callable[[int]
         prev = json.loads((out_dir / "train_log.json").read_text())
         losses, t0 = [tuple(x) for x in prev["losses"]], time.time() - 60 * prev["minutes"]
     step = start
-    for step in range(start + 1, cfg.steps + 1):
+    steps = progress_bar(range(start + 1, cfg.steps + 1), desc=f"training {Path(out_dir).name}", unit="step")
+    for step in steps:
         loss = loss_at(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -204,6 +206,8 @@ def fit(name: str, model: torch.nn.Module, cfg, out_dir, loss_at: Callable[[int]
         if ema is not None:
             ema_update(ema, model, cfg.ema_decay if step > cfg.warmup or start else 0.0)
         window = log_loss(window, loss.item(), losses, step, cfg.log_every, t0, progress, log_note)
+        if losses and losses[-1][0] == step:
+            steps.set_postfix(loss=f"{losses[-1][1]:.4f}", refresh=False)
         done = step == cfg.steps or out_of_time(cfg, t_start)
         if step % cfg.save_every == 0 or done:
             save_weights(step)

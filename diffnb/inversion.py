@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import torch
 
 from . import checks, sampling
+from .progress import bar as progress_bar
 from .sampling import inversion_schedulers  # noqa: F401  (public here too: the schedulers inversion uses)
 from .t2i import check_guidance_scale
 from .tensorfile import read_safetensors, write_safetensors  # noqa: F401  (moved; kept importable from here)
@@ -226,6 +227,7 @@ def null_text_invert(bundle, images, prompts, num_inference_steps: int = 50, gui
     cond = pivot.cond.to(dev)
     targets = list(reversed(pivot.latents[:-1]))            # z*_{t-1} for each sampling step, high t first
     nulls, losses = [pivot.null_embeddings[0].to(dev).clone()], []
+    steps = progress_bar(total=num_inference_steps, desc="null-text inversion", unit="step")
 
     def fit_null(i, t, x):
         """Step i's null embedding: Adam on ||z_{t-1}(null) - z*_{t-1}||², from the previous step's."""
@@ -249,8 +251,10 @@ def null_text_invert(bundle, images, prompts, num_inference_steps: int = 50, gui
         null = null.detach()
         nulls.append(null.clone().cpu())
         losses.append(loss_value)
+        steps.update()
         return null
     t2i.denoise(bundle, pivot.x_T, cond, fit_null, guidance_scale, num_inference_steps, inverted=True)
+    steps.close()
     nulls = nulls[1:]
     return InversionResult("null-text", pivot.x_T, pivot.latents, pivot.timesteps, null_embeddings=nulls,
                            cond=pivot.cond, guidance_scale=float(guidance_scale), losses=losses,

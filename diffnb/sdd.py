@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 
 from . import t2i, toyae, toyclip, world
+from .progress import bar as progress_bar
 
 FORMS = ("full", "sds")
 ENTROPY_FORMS = ("paper", "official")
@@ -315,7 +316,7 @@ def distill(ae, bundle, prompt: str, timesteps, cfg: DistillConfig = DistillConf
     cond = t2i.encode_prompt(bundle, [prompt] * cfg.batch_size)
     uncond = t2i.null_embedding(bundle, cfg.batch_size)
     losses = []
-    for it in range(cfg.iterations):
+    for it in progress_bar(range(cfg.iterations), desc=f"distilling {prompt!r}", unit="it"):
         y = world.sample(cfg.batch_size, seed=cfg.seed * 100_003 + 500_000 + it, subject=cfg.subject).images
         with torch.no_grad():
             w = toyae.encode(ae, y)

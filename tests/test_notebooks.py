@@ -41,3 +41,15 @@ def test_notebook_outputs_come_from_one_run(path):
     assert not errors, f"{path.name}: cells {errors} saved an error"
     ids = [c.get("id") for c in nb.cells]
     assert len(set(ids)) == len(ids) and all(ids), f"{path.name}: cell ids are missing or repeated"
+
+
+@pytest.mark.parametrize("path", IPYNB, ids=lambda p: p.stem)
+def test_every_widget_output_has_a_static_picture(path):
+    """A widget needs a kernel; on GitHub and nbviewer only its image/png sibling shows (issue 20 item 4)."""
+    nb = nbformat.read(path, as_version=4)
+    bare = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+            and any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in c.outputs)
+            and not any("image/png" in o.get("data", {}) for o in c.outputs)]
+    assert not bare, (f"{path.name}: cells {bare} show a widget with no static picture; draw the default "
+                      f"position with `diffnb.widgets.interactive_grid` (it saves one) and run "
+                      f"`make notebook NB={path.name[:2]}`")
