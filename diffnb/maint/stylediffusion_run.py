@@ -72,7 +72,8 @@ def card(folder) -> str:
              "`python -c \"from diffnb.maint import install; install.update_manifest('stylediffusion-photo')\"`.", "",
              f"- settings: `{FULL_RUN}`",
              f"- ablations (on the first {FULL_RUN['ablation_n']} Table 3 images): `{ABLATIONS}`",
-             "", "| file | images | seconds (2-core CPU) | reconstruction PSNR / SSIM |", "| --- | --- | --- | --- |"]
+             "", "| file | images | wall seconds (CPU; the 2026-11-29 run: three processes of 1 thread on 2 cores) | "
+             "reconstruction PSNR / SSIM |", "| --- | --- | --- | --- |"]
     for path in sorted(folder.glob("*.safetensors")):
         if "null-text" in path.stem:
             inv = inversion.load(path)
