@@ -28,12 +28,13 @@ from . import attention, attention_control, checks, inversion, t2i, toyclip, wor
 
 KINDS = ("colour", "attribute", "subject")
 METHODS = ("ddim", "sdedit", "p2p", "p2plus")
-METHOD_NAMES = {"ddim": "DDIM inversion + word swap", "sdedit": "SDEdit", "p2p": "Null-text + P2P",
-                "p2plus": "Null-text + P2Plus", "stylediffusion": "StyleDiffusion + P2Plus"}
+METHOD_NAMES = {"source": "unedited source", "ddim": "DDIM inversion + word swap", "sdedit": "SDEdit",
+                "p2p": "Null-text + P2P", "p2plus": "Null-text + P2Plus", "stylediffusion": "StyleDiffusion + P2Plus"}
 # StyleDiffusion Table 2 (Stable Diffusion, their edit set): structure distance, NS-LPIPS, CLIP score (as a
 # fraction). Its "Null-text" row is null-text inversion + P2P; "Ours" is StyleDiffusion + P2Plus; it has no
 # row for null-text + P2Plus, and no SDEdit strength is stated. MasaCtrl: 0.039 / 0.2259 / 0.804.
-PAPER_TABLE2 = {"ddim": (0.092, 0.4131, 0.819), "sdedit": (0.046, 0.2473, 0.780), "p2p": (0.027, 0.1480, 0.752),
+PAPER_TABLE2 = {"source": (None, None, None), "ddim": (0.092, 0.4131, 0.819),
+                "sdedit": (0.046, 0.2473, 0.780), "p2p": (0.027, 0.1480, 0.752),
                 "p2plus": (None, None, None), "stylediffusion": (0.026, 0.1165, 0.779)}
 
 
@@ -131,6 +132,57 @@ def ns_lpips(metric, a: torch.Tensor, b: torch.Tensor, region: torch.Tensor) -> 
     return (d * keep).flatten(1).sum(1) / keep.flatten(1).sum(1).clamp_min(1.0)
 
 
+def changed(source: str, target: str) -> dict:
+    """{attribute: (source value, target value)} for what a caption swap changes (world.parse_caption)."""
+    a, b = world.parse_caption(source), world.parse_caption(target)
+    return {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+
+
+def reads(attr_model, images: torch.Tensor, captions, others) -> torch.Tensor:
+    """(B,) bool: toy-attr reads in image i the value that captions[i] states for every attribute in which
+    captions[i] and others[i] differ (an attribute a caption does not state reads as absent, e.g. no glasses).
+    reads(edits, targets, sources) is edit success; reads(sources, sources, targets) checks the unedited image."""
+    captions, others = toyclip._as_prompts(captions), toyclip._as_prompts(others)
+    if not (len(captions) == len(others) == len(images)):
+        raise ValueError(f"give one caption and one other caption per image: {len(images)} images, "
+                         f"{len(captions)} captions, {len(others)} others")
+    read = attr_model.predict(images).attributes()
+    out = []
+    for r, c, o in zip(read, captions, others):
+        want = {k: v for k, (v, _) in changed(c, o).items()}
+        want = {k: (False if v is None and k in world.BINARY else v) for k, v in want.items()}
+        out.append(all(getattr(r, k) == v for k, v in want.items() if v is not None))
+    return torch.tensor(out)
+
+
+# toy-seg's classes that show each attribute a pair can swap (the part of the image the edited word names)
+ATTRIBUTE_CLASSES = {"hair": ("hair",), "background": ("background",), "smiling": ("mouth",),
+                     "eyes_open": ("left_eye", "right_eye"), "glasses": ("glasses",), "hat": ("hat",),
+                     "subject": tuple(c for c in world.MASK_CLASSES if c != "background")}
+
+
+def attribute_regions(seg_model, pairs) -> torch.Tensor:
+    """(n_pairs, 1, H, W) {0, 1}: toy-seg's region of the attribute each pair swaps, on the source image."""
+    labels = seg_model.predict(_images(pairs))
+    out = []
+    for p, lab in zip(pairs, labels):
+        names = list(changed(p.source, p.target))
+        name = "subject" if "subject" in names or not names else names[0]
+        ids = [world.MASK_CLASSES.index(c) for c in ATTRIBUTE_CLASSES[name]]
+        out.append(torch.isin(lab, torch.tensor(ids)).float())
+    return torch.stack(out).unsqueeze(1)
+
+
+def region_overlap(regions: torch.Tensor, reference: torch.Tensor) -> dict:
+    """Per pair: coverage |R & S| / |S| (how much of the reference part S the region R covers), precision
+    |R & S| / |R| and IoU, each (B,) (1 where the denominator is empty)."""
+    r, s = regions.flatten(1) > 0.5, reference.flatten(1) > 0.5
+    inter, union = (r & s).sum(1).float(), (r | s).sum(1).float()
+    ratio = lambda a, b: torch.where(b > 0, a / b.clamp_min(1), torch.ones_like(a))  # noqa: E731
+    return {"coverage": ratio(inter, s.sum(1).float()), "precision": ratio(inter, r.sum(1).float()),
+            "iou": ratio(inter, union)}
+
+
 # ----------------------------------------------------------------------------------------------
 # Methods
 # ----------------------------------------------------------------------------------------------
@@ -149,6 +201,7 @@ class EditRun:
     results: dict                  # method -> MethodResult
     regions: torch.Tensor          # (n_pairs, 1, H, W) binarised edited-word regions
     settings: dict = field(default_factory=dict)
+    null_text: object = None       # the shared null-text inversion (inversion.InversionResult), when one ran
 
 
 def _images(pairs) -> torch.Tensor:
@@ -248,7 +301,7 @@ def run_methods(bundle, pairs, methods: Sequence[str] = METHODS, guidance_scale:
     settings = dict(guidance_scale=guidance_scale, num_inference_steps=num_inference_steps, tau_c=tau_c,
                     tau_s=tau_s, tau_u=tau_u, sdedit_strength=sdedit_strength, null_inner_steps=null_inner_steps,
                     threshold=threshold, local_blend=local_blend)
-    return EditRun(pairs, results, regions, settings)
+    return EditRun(pairs, results, regions, settings, null)
 
 
 @dataclass
@@ -259,13 +312,17 @@ class Scores:
     clip: torch.Tensor
 
 
-def score(run: EditRun, attr_model, clip_bundle, metric) -> dict:
-    """{method: Scores} for every method of the run, each against the source images."""
+def score(run: EditRun, attr_model, clip_bundle, metric, with_source: bool = False) -> dict:
+    """{method: Scores} for every method of the run, each against the source images. with_source: first a
+    "source" row that scores the unedited image itself (the do-nothing baseline: no structure change, nothing
+    changed outside the region, and the source's CLIP score against the target caption)."""
     src = _images(run.pairs)
     targets = [p.target for p in run.pairs]
     out = {}
-    for name, res in run.results.items():
-        e = res.edited.clamp(-1, 1)
+    edits = {"source": src} if with_source else {}
+    edits.update({name: res.edited for name, res in run.results.items()})
+    for name, edited in edits.items():
+        e = edited.clamp(-1, 1)
         out[name] = Scores(structure_distance(attr_model, src, e), ns_lpips(metric, src, e, run.regions),
                            toyclip.clip_score(clip_bundle.model, clip_bundle.tokenizer, e, targets).detach())
     return out
@@ -285,18 +342,35 @@ def summarise(run: EditRun, scores: dict) -> dict:
     return table
 
 
-def markdown_table(table: dict, metric_name: str) -> str:
-    """Table 2 as markdown: ours (all pairs, and per kind) beside the paper's."""
-    lines = [f"| method | structure dist. ↓ (toy-attr) | NS-LPIPS ↓ ({metric_name}) | CLIP score ↑ (toy-clip) "
-             f"| paper: structure / NS-LPIPS / CLIP |", "| --- | --- | --- | --- | --- |"]
+def success_by_kind(pairs, ok: torch.Tensor) -> dict:
+    """{"all" or kind: fraction of pairs where ok} from a (n_pairs,) bool tensor (e.g. `reads`)."""
+    kinds = np.array([p.kind for p in pairs])
+    out = {"all": float(ok.float().mean())}
+    for kind in KINDS:
+        sel = torch.from_numpy(kinds == kind)
+        if sel.any():
+            out[kind] = float(ok[sel].float().mean())
+    return out
+
+
+def markdown_table(table: dict, metric_name: str, success: Optional[dict] = None) -> str:
+    """Table 2 as markdown: ours (all pairs, and per kind) beside the paper's. success: {method: {"all" or kind:
+    fraction}} (`success_by_kind`), shown first, so that no fidelity number appears without the edit's success."""
+    ok = lambda name, k: f"{success[name][k]:.0%}" if success and k in success.get(name, {}) else "–"  # noqa: E731
+    head = "| method | edit success ↑ (toy-attr) " if success else "| method "
+    lines = [head + f"| structure dist. ↓ (toy-attr) | NS-LPIPS ↓ ({metric_name}) | CLIP score ↑ (toy-clip) "
+             f"| paper: structure / NS-LPIPS / CLIP |", "| --- " * (5 + bool(success)) + "|"]
     for name, row in table.items():
         paper = PAPER_TABLE2.get(name, (None, None, None))
         ptxt = " / ".join("–" if v is None else f"{v:.3f}" for v in paper)
         s, n, c = row["all"]
-        lines.append(f"| {METHOD_NAMES.get(name, name)} | {s:.4f} | {n:.4f} | {c:.3f} | {ptxt} |")
-    lines += ["", "| method | " + " | ".join(f"{k}: struct / NS-LPIPS / CLIP" for k in KINDS) + " |",
+        first = f"| {METHOD_NAMES.get(name, name)} " + (f"| {ok(name, 'all')} " if success else "")
+        lines.append(first + f"| {s:.4f} | {n:.4f} | {c:.3f} | {ptxt} |")
+    unit = ("success / " if success else "") + "struct / NS-LPIPS / CLIP"
+    lines += ["", "| method | " + " | ".join(f"{k}: {unit}" for k in KINDS) + " |",
               "| --- |" + " --- |" * len(KINDS)]
     for name, row in table.items():
-        cells = [" / ".join(f"{v:.3f}" for v in row[k]) if k in row else "–" for k in KINDS]
+        cells = [((ok(name, k) + " / ") if success else "") + " / ".join(f"{v:.3f}" for v in row[k])
+                 if k in row else "–" for k in KINDS]
         lines.append(f"| {METHOD_NAMES.get(name, name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -109,6 +109,41 @@ def test_reweight_scales_the_word(bundle, x_T):
     assert (lo.target - hi.target).abs().mean() > 0.01
 
 
+class _MassProbe(A.Reweight):
+    """Reweight that records the mean conditional cross-attention mass of the re-weighted word in the target."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.index = A.token_index(self.tokenizer, self.target_prompts[0], self.word)
+        self.mass = []
+
+    def cross_edit(self, src, tgt):
+        out = super().cross_edit(src, tgt)
+        self.mass.append(float(out[..., self.index].sum(-1).mean()))
+        return out
+
+
+def test_reweight_is_monotone_in_the_factor_where_the_word_is_drawn(bundle):
+    """Re-weighting 'smiling' on a sample that smiles: the word's attention mass in the target's conditional
+    cross-attention and toy-attr's P(smiling) of the output both rise with the factor; x1 changes nothing and
+    x-2 removes the smile (issue 15: the notebook's figure once showed four identical images)."""
+    attr = zoo.load("toy-attr").model
+    prompt = ["a smiling cat on a pink background"]
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    mass, p_smile = [], []
+    for scale in (-2.0, 0.0, 1.0, 3.0):
+        ctrl = _MassProbe(bundle.tokenizer, prompt, prompt, word="smiling", scale=scale, tau_c=1.0, tau_s=0.8)
+        out = A.edit(bundle, ctrl, x_T=x, guidance_scale=5.0, num_inference_steps=20)
+        mass.append(sum(ctrl.mass) / len(ctrl.mass))
+        p_smile.append(float(attr.predict(out.target).binary[0, 0]))
+        if scale == 1.0:
+            assert torch.allclose(out.target, out.source, atol=1e-5)      # x1 is the unedited sample
+            assert p_smile[-1] > 0.5, f"the word must be drawn in the unedited sample: P(smiling) {p_smile[-1]:.3f}"
+    assert all(a < b for a, b in zip(mass, mass[1:])), f"attention mass not monotone in the factor: {mass}"
+    assert all(a <= b + 0.02 for a, b in zip(p_smile, p_smile[1:])), f"P(smiling) not monotone: {p_smile}"
+    assert p_smile[0] < 0.5, f"x-2 should remove the smile: P(smiling) {p_smile}"
+
+
 def test_local_blend_keeps_the_outside(bundle, x_T):
     lb = A.LocalBlend(bundle.tokenizer, SRC, TGT, words=["person", "cat", "robot"], threshold=0.3)
     out = A.edit(bundle, A.Replace(bundle.tokenizer, SRC, TGT, local_blend=lb), x_T=x_T, num_inference_steps=6)

@@ -63,3 +63,45 @@ def test_sdedit_strength_and_bad_input():
         E.edit_pairs(0)
     with pytest.raises(ValueError, match="unknown method"):
         E.run_methods(b, E.edit_pairs(1), methods=("masactrl",))
+
+
+def test_edit_success_reads_the_swapped_attribute(attr):
+    """`reads` is edit success: the unedited world image reads as its source caption, not as the target; the world
+    image drawn with the target's attributes reads as the target."""
+    pairs = E.edit_pairs(3, seed=11, domain="toy")
+    src = torch.stack([p.image for p in pairs])
+    sources, targets = [p.source for p in pairs], [p.target for p in pairs]
+    redrawn = torch.stack([world.render([world.Attributes(**{**p.attributes.as_dict(), **{
+        k: v for k, (_, v) in E.changed(p.source, p.target).items()}})], seed=11).images[0] for p in pairs])
+    assert E.reads(attr, src, sources, targets).float().mean() >= 0.8          # the source shows the source
+    assert E.reads(attr, src, targets, sources).float().mean() <= 0.2          # ... and not the target
+    assert E.reads(attr, redrawn, targets, sources).float().mean() >= 0.8
+    assert E.changed("a cat on a blue background", "a cat with glasses on a blue background") == {
+        "glasses": (None, True)}
+    ok = torch.tensor([True, False, True, True, False, False, True, True, True])
+    assert E.success_by_kind(pairs, ok) == pytest.approx({"all": 6 / 9, "colour": 2 / 3, "attribute": 1 / 3,
+                                                          "subject": 1.0})
+    with pytest.raises(ValueError, match="one caption"):
+        E.reads(attr, src[:2], sources, targets)
+
+
+def test_attribute_regions_and_overlap():
+    seg = zoo.load("toy-seg").model
+    pairs = E.edit_pairs(2, seed=4, domain="toy")
+    part = E.attribute_regions(seg, pairs)
+    assert part.shape == (6, 1, 32, 32) and set(part.unique().tolist()) <= {0.0, 1.0}
+    assert part[4:].mean() > 0.2                                 # a subject's part is the whole figure
+    ov = E.region_overlap(part, part)
+    assert torch.allclose(ov["iou"], torch.ones(6)) and torch.allclose(ov["coverage"], torch.ones(6))
+    half = part.clone()
+    half[..., :16] = 0
+    cov = E.region_overlap(half, part)["coverage"]
+    assert ((cov <= 1) & (cov >= 0)).all() and (E.region_overlap(half, part)["precision"] == 1).all()
+
+
+def test_table_shows_success_beside_fidelity():
+    table = {"source": {"all": (0.0, 0.0, 0.6), "colour": (0.0, 0.0, 0.6)},
+             "p2p": {"all": (0.01, 0.1, 0.7), "colour": (0.01, 0.1, 0.7)}}
+    text = E.markdown_table(table, "toy", {"source": {"all": 0.0, "colour": 0.0}, "p2p": {"all": 0.5, "colour": 0.5}})
+    assert "edit success" in text and "| unedited source | 0% |" in text and "| Null-text + P2P | 50% |" in text
+    assert "edit success" not in E.markdown_table(table, "toy")

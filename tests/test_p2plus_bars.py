@@ -34,11 +34,22 @@ def test_p2plus_structure_within_20_percent_of_p2p_on_subject_swaps(measured):
     assert scores["p2plus"].structure[s].mean() <= 1.2 * scores["p2p"].structure[s].mean()
 
 
-# The toy world disagrees with the paper's Fig. 5 claim (issue 6 stays open on this bar). Measured: P2Plus's CLIP
-# score beats P2P's on 4 of 10 subject swaps (mean 0.736 vs 0.737). P2P already draws the new subject on toy-t2i, so
-# there is no structural failure to fix, and the unconditional injection mostly adds a push away from the source.
+# The toy world disagrees with the paper's Fig. 5 claim (issue 6 stays open on this bar). The 70% is this repository's
+# bar, not the paper's (the paper shows three examples, P2Plus above P2P on each). Measured on the 4,459-step toy-t2i
+# (issue 14), on the 10 subject swaps null-text-inverted as one batch of their own (this fixture inverts all 30
+# together, and null-text's early stop is per batch, so the fixture's numbers may differ a little): P2Plus's CLIP
+# score beats P2P's on 3 of the 10 (mean 0.7267 vs 0.7276), and both draw the target subject on all 10 (toy-attr);
+# the fixture itself, run on the same checkpoint, xfails this test as expected. P2P already draws the new subject on
+# toy-t2i, so there is no structural failure to fix, and at tau_u = 0.5 the unconditional injection changes the edit
+# very little (notebook 06, §3-§4). (The 2,000-step checkpoint measured 4 of 10, mean 0.736 vs 0.737.)
+# The tau_u sweep on the same 10 (mean CLIP; share of pairs where it beats P2P's; structure distance), with local
+# blending: 0 (P2P) 0.7276 / - / 0.0647; 0.25 0.7280 / 4 of 10 / 0.0647; 0.5 0.7267 / 3 / 0.0653; 0.75 0.7352 / 5 /
+# 0.0655; 1 0.7255 / 5 / 0.0800 (target subject read in 9 of 10). Without blending: 0 0.7007 / - / 0.0815; 0.25
+# 0.7009 / 5 / 0.0817; 0.5 0.7045 / 5 / 0.0828; 0.75 0.7094 / 7 / 0.0833; 1 0.6421 / 4 / 0.1185 (9 of 10). No
+# tau_u reaches 7 of 10 with blending; without it, 0.75 does, at a lower CLIP score than blended P2P's.
 # Strict: the test turns red the moment a retrained toy-t2i meets the bar, and the marker is then removed.
-@pytest.mark.xfail(strict=True, reason="toy-t2i: P2Plus does not beat P2P on subject swaps (4/10); see notebook 06")
+@pytest.mark.xfail(strict=True, reason="toy-t2i (4,459 steps): P2Plus's CLIP beats P2P's on 3 of 10 subject swaps "
+                                       "(mean 0.7267 vs 0.7276); see notebook 06")
 def test_p2plus_follows_subject_swaps_better_than_p2p(measured):
     scores, kind = measured
     s = kind["subject"]
