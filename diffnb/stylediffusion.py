@@ -6,9 +6,9 @@ the key input as the caption's embedding c and maps the image x, through a froze
 per-timestep mapping network M_t, to the value input: c̃_t = M_t(E(x)). M_t is trained so that DDIM with guidance and
 the learned values retraces the DDIM-inversion trajectory (L_rec) and keeps its cross-attention maps (L_att):
 
-    L = ||z̃_{t-1} - ẑ_{t-1}||² + λ_att ||ã_t - â_t||²                                   (Eqs. 5-7)
+    L = ||z̃_{t-1} - ẑ_{t-1}||² + λ_att ||ã_t - â_t||²              (L_rec Eq. 5, L_att Eq. 7, L Eq. 8)
 
-Two forms of M_t (OFFICIAL-CODE-NOTES.md), and the ablations of Figs. 14-16:
+Two forms of M_t (docs/official_code_notes.md), and the ablations of Figs. 14-16:
     form="value":  the paper's Table 1, the output (L tokens) replaces the value input;
     form="film":   the official code's, the output (2L tokens) is a scale and shift: c * scale + shift;
     form="direct": no M_t, the value input itself is optimised (one tensor per step);
@@ -216,13 +216,15 @@ def cross_attention_maps(bundle, inv: StyleInversion) -> list:
     return maps
 
 
-def reconstruct_with_error(bundle, inv: StyleInversion, target_maps: Optional[list] = None):
-    """`reconstruct` and `attention_error` in one sampling pass: (images, attention error)."""
+def reconstruct_with_error(bundle, inv: StyleInversion, target_maps: Optional[list] = None,
+                           maps: Optional[list] = None):
+    """`reconstruct` and `attention_error` in one sampling pass: (images, attention error). maps: a list to receive
+    the reconstruction's maps (what `cross_attention_maps` returns), if wanted."""
     target_maps = inv.target_maps if target_maps is None else target_maps
     if len(target_maps) != inv.num_inference_steps or target_maps[0].shape[0] != inv.cond.shape[0]:
         raise ValueError(f"need the inversion's maps â_t for {inv.num_inference_steps} steps and {inv.cond.shape[0]} "
                          f"images; this inversion was saved without them: pass target_maps=")
-    maps = []
+    maps = [] if maps is None else maps
     images = reconstruct(bundle, inv, _maps=maps)
     return images, float(torch.stack([F.mse_loss(m, a) for m, a in zip(maps, target_maps)]).mean())
 
