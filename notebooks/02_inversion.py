@@ -11,7 +11,7 @@
 #   IT University of Copenhagen, 2023 (no arXiv id; [itu.dk](https://en.itu.dk/)): DDIM inversion (Eq. 7) and
 #   edit-friendly DDPM inversion (Eqs. 8-9) as §3 and §4.5 use them.
 # - S. Li, J. van de Weijer, T. Hu, F. S. Khan, Q. Hou, Y. Wang, J. Yang, *StyleDiffusion: Prompt-Embedding
-#   Inversion for Text-Based Editing*, [arXiv:2303.14283](https://arxiv.org/abs/2303.14283): §3.2.2 (null-text
+#   Inversion for Text-Based Editing*, [arXiv:2303.15649](https://arxiv.org/abs/2303.15649): §3.2.2 (null-text
 #   inversion as it describes it) and Table 3 (reconstruction PSNR/SSIM and inference time per timestep).
 # - R. Mokady, A. Hertz, K. Aberman, Y. Pritch, D. Cohen-Or, *Null-text Inversion for Editing Real Images using
 #   Guided Diffusion Models*, CVPR 2023, [arXiv:2211.09794](https://arxiv.org/abs/2211.09794).

@@ -14,7 +14,7 @@
 #
 # **References.**
 # - S. Li, J. van de Weijer, T. Hu, F. S. Khan, Q. Hou, Y. Wang, J. Yang, *StyleDiffusion: Prompt-Embedding
-#   Inversion for Text-Based Editing*, [arXiv:2303.14283](https://arxiv.org/abs/2303.14283): P2Plus (§3.4,
+#   Inversion for Text-Based Editing*, [arXiv:2303.15649](https://arxiv.org/abs/2303.15649): P2Plus (§3.4,
 #   Figs. 5, 7, 8, 14), Table 2.
 # - A. Hertz, R. Mokady, J. Tenenbaum, K. Aberman, Y. Pritch, D. Cohen-Or, *Prompt-to-Prompt Image Editing with
 #   Cross Attention Control*, ICLR 2023, [arXiv:2208.01626](https://arxiv.org/abs/2208.01626): replace, refine,
