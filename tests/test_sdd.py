@@ -226,8 +226,9 @@ def test_shipped_manipulators_match_the_shipped_models(ae, t2i_bundle):
 
 # Measured misses of the kept bar (strict: the test turns red once a recomputed run meets it, and the entry goes).
 KEPT_MISSES = {"blonde hair": "the blonde-hair manipulator distilled from the 4,459-step toy-t2i keeps the other "
-                              "binary attributes in 0.805 of 128 images (bar 0.85; success 0.680), measured 2026-11-29; "
-                              "the manipulators distilled from the 2,000-step toy-t2i met it. Notebook 07 states it"}
+                              "binary attributes in 0.805 of 128 images (bar 0.85; success 0.680), measured "
+                              "2026-11-29; the manipulators distilled from the 2,000-step toy-t2i met it. Notebook 07 "
+                              "states it"}
 
 
 @pytest.mark.slow
