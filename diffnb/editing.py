@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from . import checks, inversion, rectifier, sampling, toyclip, world
 from .progress import bar as progress_bar
+from .tensorfile import weights_fingerprint
 
 METHODS = ("alg1", "markovian", "hspace")
 EDITS = {  # name: (attribute, source value, target value) -- notebook 04's three edits (Table 2)
@@ -472,18 +473,8 @@ def save_edit(run: EditRun, path, base_rect=None, dtype: torch.dtype = torch.flo
         base = dict(base_rect.state_dict())
         state = {k: v for k, v in run.model.state_dict().items() if not torch.equal(v, base[k])}
         meta["base_fingerprint"] = base_rect.config.fingerprint
-        meta["base_hash"] = weights_hash(base_rect)
+        meta["base_hash"] = weights_fingerprint(base_rect)
     save_file({k: v.detach().to(dtype).contiguous() for k, v in state.items()}, str(path), metadata=meta)
-
-
-def weights_hash(module: nn.Module) -> str:
-    """A short hash of a module's weights (rounded to float16, as they ship)."""
-    import hashlib
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().to(torch.float16).contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def load_edit(path, base_rect, unet=None) -> EditRun:
@@ -504,12 +495,12 @@ def load_edit(path, base_rect, unet=None) -> EditRun:
         model.load_state_dict(state)
     else:
         same = (meta.get("base_fingerprint"), meta.get("base_hash")) == (base_rect.config.fingerprint,
-                                                                         weights_hash(base_rect))
+                                                                         weights_fingerprint(base_rect))
         if not same:
             raise ValueError(f"{path} was trained on another base rectifier (fingerprint "
                              f"{meta.get('base_fingerprint')}, weights {meta.get('base_hash')}); this one is "
-                             f"{base_rect.config.fingerprint}, {weights_hash(base_rect)}: load it onto the rectifier "
-                             "it was trained from (toy-rectifier as shipped)")
+                             f"{base_rect.config.fingerprint}, {weights_fingerprint(base_rect)}: load it onto the "
+                             "rectifier it was trained from (toy-rectifier as shipped)")
         if unet is not None:
             rectifier.check_unet(unet, base_rect.config)
         model = copy.deepcopy(base_rect)

@@ -36,7 +36,8 @@ RUNS = {  # file tag -> (method, interval): Alg. 1 and the two baselines in thei
     "hspace": ("hspace", "original"),
     "hspace-full": ("hspace", "full"),
 }
-EDIT_REGIONS = {"smiling": ("mouth",), "glasses": ("left_eye", "right_eye", "glasses"), "blonde": ("hair",)}
+# toy-seg's classes for each edit's attribute: guidance's attribute regions, and the hair itself for hair colour
+EDIT_REGIONS = {edit: guidance.ATTRIBUTE_REGIONS.get(attr, (attr,)) for edit, (attr, _, _) in editing.EDITS.items()}
 
 
 @dataclass

@@ -27,7 +27,6 @@ with the original). The maintainers' full run is `python -m diffnb.sdd full-run 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ import torch.nn as nn
 
 from . import t2i, toyae, toyclip, world
 from .progress import bar as progress_bar
+from .tensorfile import weights_fingerprint  # noqa: F401  (public here too: manipulators store it)
 
 FORMS = ("full", "sds")
 ENTROPY_FORMS = ("paper", "official")
@@ -256,16 +256,6 @@ def manipulate(ae, mapper: LatentMapper, y: torch.Tensor) -> torch.Tensor:
     y = check_images(y)
     w = toyae.encode(ae, y)
     return toyae.decode(ae, w + mapper(w))
-
-
-def weights_fingerprint(module: nn.Module) -> str:
-    """16 hex digits of sha256 over a module's tensors (fp16 bytes, sorted names): what a manipulator stores of the
-    toy-ae and toy-t2i it was trained against, so that it is refused once either is retrained."""
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().half().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 @dataclass

@@ -6,6 +6,7 @@ networks). Nothing is ever unpickled.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 
 import torch
@@ -25,3 +26,14 @@ def read_safetensors(path, key: str):
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         return json.loads(f.metadata()[key]), {k: f.get_tensor(k).float() for k in f.keys()}
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """16 hex digits of sha256 over a module's tensors (fp16 bytes, sorted names): what a trained result stores of
+    the model it was trained against (SDD's manipulators, notebook 04's edits), so that it is refused once that
+    model changes."""
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().half().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
