@@ -323,8 +323,7 @@ display(Markdown(
     f"Edit success of the largest-HQS manipulator against the random-t one: "
     + ", ".join(f"{e} {t3[e, 'largest HQS'].success:.0%} vs {t3[e, 'random'].success:.0%}" for e in EDITS)
     + f". It is ahead for {n_wins} of 3 prompts by this count, but read the numbers: no strategy teaches "
-    f"**smiling** (the best reaches {best_smile:.0%}; in the figure above the smiling manipulator changes the eyes "
-    f"and the colouring, not the mouth), so only {' and '.join(learned)} are edits that were learned. "
+    f"**smiling** (the best reaches {best_smile:.0%}), so only {' and '.join(learned)} are edits that were learned. "
     f"Where the edit is learned, HQS's choice of t edits more often than random t, as the paper's direction "
     f"says: by far for glasses, by a little for blonde hair. "
     f"The paper's Table 3 has the largest-HQS row ahead in CLIP similarity, with a larger FID because the edit is "
