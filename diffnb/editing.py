@@ -409,35 +409,45 @@ def check_interval(t_start, t_end) -> tuple:
     return a, b
 
 
-@torch.no_grad()
-def edit(unet, scheduler, base_rect, run: EditRun, x0: torch.Tensor, num_inference_steps: int = 50,
-         t_start: Optional[int] = None, t_end: Optional[int] = None,
-         generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Edit images x0 with a trained EditRun. DDIM (eta = 0) from the x_T of x0 inverted by the reconstruction
-    model (toy-ddpm + base_rect); the edited model acts on timesteps in [t_end, t_start] (default: the method's
-    interval: the whole trajectory for Alg. 1 and "full", [T, t_0] for markovian, [T, t_edit] for hspace) and the
-    reconstruction model elsewhere. hspace below t_boost takes stochastic steps (eta = 1, `generator`)."""
-    from diffusers import DDIMScheduler
-    cfg = run.config
-    n = checks.num_inference_steps(num_inference_steps)
-    x0 = check_batch(x0, unet.config.sample_size).to(unet.device)
-    run.model.to(unet.device)
+@dataclass
+class EditTrajectory:
+    """One edit's walk and the reconstruction's from the same inverted x_T: x at each timestep (before the step)."""
+    timesteps: list                    # the DDIM timesteps walked, T first
+    edited: list                       # [(B, C, H, W)] the edited walk's x_t at each timestep, then its x_0 (clamped)
+    reconstructed: list                # the same for the reconstruction model alone
+
+    def distance(self) -> torch.Tensor:
+        """(len(timesteps) + 1, B): RMS distance per image between the two walks, step by step (Fig. 3)."""
+        return torch.stack([(a - b).pow(2).flatten(1).mean(1).sqrt() for a, b in zip(self.edited, self.reconstructed)])
+
+
+def _interval(cfg, t_start, t_end) -> tuple:
     if t_start is None:
         t_start = cfg.t0 if (cfg.method == "markovian" and cfg.interval == "original") else 1000
     if t_end is None:
         t_end = cfg.t_edit if (cfg.method == "hspace" and cfg.interval == "original") else 0
-    t_start, t_end = check_interval(t_start, t_end)
+    return check_interval(t_start, t_end)
+
+
+@torch.no_grad()
+def _walk(unet, scheduler, base_rect, run: Optional[EditRun], x0, n: int, t_start: int, t_end: int, generator):
+    """Yields (t, x_t) along DDIM from the inverted x_T of x0, then (-1, x_0). run None: the reconstruction model."""
+    from diffusers import DDIMScheduler
+    cfg = run.config if run is not None else None
     recon = rectifier.RectifiedUNet(unet, base_rect, x0, scheduler)
-    edited = HSpaceUNet(unet, run.model) if cfg.method == "hspace" else \
-        rectifier.RectifiedUNet(unet, run.model, x0, scheduler)
+    hspace = cfg is not None and cfg.method == "hspace"
+    if cfg is not None:
+        run.model.to(unet.device)
+        edited = HSpaceUNet(unet, run.model) if hspace else rectifier.RectifiedUNet(unet, run.model, x0, scheduler)
     x = inversion.ddim_invert(recon, scheduler, x0, n).x_T
     ddim = DDIMScheduler.from_config(scheduler.config, clip_sample=False)
     ddim.set_timesteps(n)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     for t in ddim.timesteps:
         ti = int(t)
-        in_interval = t_end <= ti <= t_start
-        if cfg.method == "hspace" and in_interval:
+        yield ti, x
+        in_interval = cfg is not None and t_end <= ti <= t_start
+        if hspace and in_interval:
             # the asymmetric reverse process: P_t from the shifted eps, the direction from the original eps
             t_prev = ti - ddim.config.num_train_timesteps // n
             a_t = _alpha_bar(scheduler, ti, x)
@@ -446,11 +456,40 @@ def edit(unet, scheduler, base_rect, run: EditRun, x0: torch.Tensor, num_inferen
             x = a_prev.sqrt() * p + (1 - a_prev).sqrt() * unet(x, ti).sample
             continue
         eps = (edited if in_interval else recon)(x, ti)
-        eta = 1.0 if (cfg.method == "hspace" and ti < cfg.t_boost) else 0.0
+        eta = 1.0 if (hspace and ti < cfg.t_boost) else 0.0
         noise = torch.randn(x.shape, generator=gen).to(x.device) if eta else None
         x = ddim.step(eps, t, x, eta=eta, variance_noise=noise).prev_sample
-    return x.clamp(-1, 1).cpu()
+    yield -1, x.clamp(-1, 1)
 
+
+@torch.no_grad()
+def edit(unet, scheduler, base_rect, run: EditRun, x0: torch.Tensor, num_inference_steps: int = 50,
+         t_start: Optional[int] = None, t_end: Optional[int] = None,
+         generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Edit images x0 with a trained EditRun. DDIM (eta = 0) from the x_T of x0 inverted by the reconstruction
+    model (toy-ddpm + base_rect); the edited model acts on timesteps in [t_end, t_start] (default: the method's
+    interval: the whole trajectory for Alg. 1 and "full", [T, t_0] for markovian, [T, t_edit] for hspace) and the
+    reconstruction model elsewhere. hspace below t_boost takes stochastic steps (eta = 1, `generator`)."""
+    n = checks.num_inference_steps(num_inference_steps)
+    x0 = check_batch(x0, unet.config.sample_size).to(unet.device)
+    t_start, t_end = _interval(run.config, t_start, t_end)
+    for _, x in _walk(unet, scheduler, base_rect, run, x0, n, t_start, t_end, generator):
+        pass
+    return x.cpu()
+
+
+@torch.no_grad()
+def trajectory(unet, scheduler, base_rect, run: EditRun, x0: torch.Tensor, num_inference_steps: int = 50,
+               t_start: Optional[int] = None, t_end: Optional[int] = None,
+               generator: Optional[torch.Generator] = None) -> EditTrajectory:
+    """`edit`'s walk beside the reconstruction model's walk from the same x_T (the paper's Fig. 3): where the
+    edited trajectory leaves the original one, step by step. Arguments as `edit`."""
+    n = checks.num_inference_steps(num_inference_steps)
+    x0 = check_batch(x0, unet.config.sample_size).to(unet.device)
+    t_start, t_end = _interval(run.config, t_start, t_end)
+    walk = list(_walk(unet, scheduler, base_rect, run, x0, n, t_start, t_end, generator))
+    ref = list(_walk(unet, scheduler, base_rect, None, x0, n, t_start, t_end, None))
+    return EditTrajectory([t for t, _ in walk[:-1]], [x.cpu() for _, x in walk], [x.cpu() for _, x in ref])
 
 
 # ------------------------------------------------------------------------------------------------

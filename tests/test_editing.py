@@ -103,8 +103,14 @@ def test_each_method_trains_and_edits(clip, method):
     run = editing.train(unet, sched, rect, clip, cfg)
     assert len(run.losses) == 1 and run.losses[0][1] == run.losses[0][1]
     x0 = editing.edit_images("smiling", 2, seed=7, domain="photo").images
-    out = editing.edit(unet, sched, rect, run, x0, num_inference_steps=4)
+    out = editing.edit(unet, sched, rect, run, x0, num_inference_steps=4, generator=torch.Generator().manual_seed(3))
     assert out.shape == x0.shape and torch.isfinite(out).all()
+    walk = editing.trajectory(unet, sched, rect, run, x0, num_inference_steps=4,
+                              generator=torch.Generator().manual_seed(3))
+    assert len(walk.timesteps) == 4 and walk.timesteps[0] > walk.timesteps[-1]
+    assert torch.equal(walk.edited[-1], out)                 # the walk is edit()'s own
+    d = walk.distance()
+    assert d.shape == (5, 2) and float(d[0].abs().max()) == 0   # both walks start from the same inverted x_T
 
 
 # ------------------------------------------------------------------------------------------------
@@ -163,21 +169,30 @@ def test_an_edit_round_trips_and_loads_only_onto_its_base(clip, tmp_path):
 
 
 def test_full_run_trains_evaluates_and_writes_a_card(tmp_path):
-    """The maintainers' runner end to end, at toy sizes: one Alg. 1 and one h-space run, Table 2 with the unedited
-    source row, the steps sweep, and the card."""
+    """The maintainers' runner end to end, at toy sizes: one Alg. 1 and one h-space run, the lambda grid, Table 2
+    with the unedited source row, the paintings, the steps sweep, and the card."""
     from diffnb import editing_run
     cfg = editing_run.FullRunConfig(steps=1, batch_size=2, n_eval=2, eval_steps=2, sweep_steps=(2,), sweep_n=2,
+                                    n_painting=2, grid_clip=(1.0,), grid_recon=(0.5, 1.0), grid_n=2, n_examples=2,
                                     edits=("glasses",), sweep_edit="glasses")
     for run in ("alg1", "hspace"):
         info = editing_run.train_one(tmp_path, "glasses", run, cfg, progress=False)
         assert info["seconds"] > 0 and (tmp_path / editing_run.file_name("glasses", run)).is_file()
-    res = editing_run.evaluate(tmp_path, cfg, progress=False)
-    rows = res["table2"]["glasses"]
+    grid = editing_run.load_grid(editing_run.lambda_grid(tmp_path, cfg, progress=False))
+    assert set(grid) == {"source", (1.0, 0.5), (1.0, 1.0)} and grid[(1.0, 0.5)].shape == (2, 3, 32, 32)
+    res = editing_run.evaluate(tmp_path, cfg, progress=False)["glasses"]
+    rows = res["table2"]
     assert list(rows) == ["unedited source", "alg1", "hspace"]
     assert rows["unedited source"]["identity"][0] == pytest.approx(1.0, abs=1e-6)
     assert rows["unedited source"]["others_kept"][0] == 1.0
+    assert list(res["painting"]) == ["unedited source", "alg1"]
     assert set(res["sweep"]) == {"alg1", "hspace"} and set(res["sweep"]["alg1"]) == {"2"}
-    text = editing_run.card(tmp_path)
-    assert "| glasses | unedited source |" in text and "| glasses | alg1 |" in text
+    assert set(res["lambda_grid"]) == {"1.0,0.5", "1.0,1.0"}
+    assert len(rows["alg1"]["per_image"]["identity"]) == 2
+    ex = editing_run.load_examples(tmp_path / "examples_glasses.safetensors")
+    assert {"photo/source", "photo/alg1", "photo/hspace", "painting/alg1", "sweep/alg1/2"} <= set(ex)
+    assert ex["photo/alg1"].shape == (2, 3, 32, 32) and float(ex["photo/alg1"].abs().max()) <= 1
+    text = editing_run.card(tmp_path, "glasses")
+    assert "| photo | unedited source |" in text and "| photo | alg1 |" in text and "| painting | alg1 |" in text
     with pytest.raises(ValueError, match="unknown run 'dreambooth'; accepted: alg1, markovian"):
         editing_run.train_one(tmp_path, "glasses", "dreambooth", cfg)
