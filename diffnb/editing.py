@@ -430,7 +430,17 @@ def _interval(cfg, t_start, t_end) -> tuple:
 
 
 @torch.no_grad()
-def _walk(unet, scheduler, base_rect, run: Optional[EditRun], x0, n: int, t_start: int, t_end: int, generator):
+def invert(unet, scheduler, base_rect, x0: torch.Tensor, num_inference_steps: int = 50) -> torch.Tensor:
+    """The x_T every method's edit starts from: x0 DDIM-inverted by the reconstruction model (toy-ddpm + base_rect).
+    Compute it once and pass it to `edit(..., x_T=...)` to edit the same images with several trained edits."""
+    n = checks.num_inference_steps(num_inference_steps)
+    x0 = check_batch(x0, unet.config.sample_size).to(unet.device)
+    return inversion.ddim_invert(rectifier.RectifiedUNet(unet, base_rect, x0, scheduler), scheduler, x0, n).x_T
+
+
+@torch.no_grad()
+def _walk(unet, scheduler, base_rect, run: Optional[EditRun], x0, n: int, t_start: int, t_end: int, generator,
+          x_T=None):
     """Yields (t, x_t) along DDIM from the inverted x_T of x0, then (-1, x_0). run None: the reconstruction model."""
     from diffusers import DDIMScheduler
     cfg = run.config if run is not None else None
@@ -439,7 +449,7 @@ def _walk(unet, scheduler, base_rect, run: Optional[EditRun], x0, n: int, t_star
     if cfg is not None:
         run.model.to(unet.device)
         edited = HSpaceUNet(unet, run.model) if hspace else rectifier.RectifiedUNet(unet, run.model, x0, scheduler)
-    x = inversion.ddim_invert(recon, scheduler, x0, n).x_T
+    x = inversion.ddim_invert(recon, scheduler, x0, n).x_T if x_T is None else x_T.to(x0.device)
     ddim = DDIMScheduler.from_config(scheduler.config, clip_sample=False)
     ddim.set_timesteps(n)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -465,15 +475,18 @@ def _walk(unet, scheduler, base_rect, run: Optional[EditRun], x0, n: int, t_star
 @torch.no_grad()
 def edit(unet, scheduler, base_rect, run: EditRun, x0: torch.Tensor, num_inference_steps: int = 50,
          t_start: Optional[int] = None, t_end: Optional[int] = None,
-         generator: Optional[torch.Generator] = None) -> torch.Tensor:
+         generator: Optional[torch.Generator] = None, x_T: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Edit images x0 with a trained EditRun. DDIM (eta = 0) from the x_T of x0 inverted by the reconstruction
-    model (toy-ddpm + base_rect); the edited model acts on timesteps in [t_end, t_start] (default: the method's
-    interval: the whole trajectory for Alg. 1 and "full", [T, t_0] for markovian, [T, t_edit] for hspace) and the
-    reconstruction model elsewhere. hspace below t_boost takes stochastic steps (eta = 1, `generator`)."""
+    model (toy-ddpm + base_rect; `x_T` if given, from `invert` with the same steps); the edited model acts on
+    timesteps in [t_end, t_start] (default: the method's interval: the whole trajectory for Alg. 1 and "full",
+    [T, t_0] for markovian, [T, t_edit] for hspace) and the reconstruction model elsewhere. hspace below t_boost
+    takes stochastic steps (eta = 1, `generator`)."""
     n = checks.num_inference_steps(num_inference_steps)
     x0 = check_batch(x0, unet.config.sample_size).to(unet.device)
+    if x_T is not None and x_T.shape != x0.shape:
+        raise ValueError(f"x_T must have the images' shape {tuple(x0.shape)}, got {tuple(x_T.shape)}")
     t_start, t_end = _interval(run.config, t_start, t_end)
-    for _, x in _walk(unet, scheduler, base_rect, run, x0, n, t_start, t_end, generator):
+    for _, x in _walk(unet, scheduler, base_rect, run, x0, n, t_start, t_end, generator, x_T):
         pass
     return x.cpu()
 

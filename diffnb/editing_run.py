@@ -152,8 +152,15 @@ def score(edit: str, original: torch.Tensor, edited: torch.Tensor, attr_model, s
                       1 - editbench.ns_lpips(perceptual, original, edited, region))
 
 
-def edit_in_chunks(ddpm, rect, result, x0: torch.Tensor, steps: int, chunk: int) -> torch.Tensor:
-    return torch.cat([editing.edit(ddpm.unet, ddpm.scheduler, rect, result, x0[i:i + chunk], steps)
+def invert_in_chunks(ddpm, rect, x0: torch.Tensor, steps: int, chunk: int) -> torch.Tensor:
+    """The x_T every method starts from (`editing.invert`), computed once for all of them."""
+    return torch.cat([editing.invert(ddpm.unet, ddpm.scheduler, rect, x0[i:i + chunk], steps)
+                      for i in range(0, len(x0), chunk)])
+
+
+def edit_in_chunks(ddpm, rect, result, x0: torch.Tensor, steps: int, chunk: int, x_T=None) -> torch.Tensor:
+    return torch.cat([editing.edit(ddpm.unet, ddpm.scheduler, rect, result, x0[i:i + chunk], steps,
+                                   x_T=None if x_T is None else x_T[i:i + chunk])
                       for i in range(0, len(x0), chunk)])
 
 
@@ -162,13 +169,14 @@ def _rows_for(edit, run_dir, x0, ddpm, rect, attr, seg, perceptual, cfg, runs, p
     rows = {"unedited source": score(edit, x0, x0, attr, seg, perceptual).summary(cfg.per_image)}
     if examples is not None:
         examples[f"{tag}source"] = to_uint8(x0[:cfg.n_examples])
+    x_T = invert_in_chunks(ddpm, rect, x0, cfg.eval_steps, cfg.chunk)
     for run in runs:
         path = Path(run_dir) / file_name(edit, run)
         if not path.is_file():
             continue
         result = editing.load_edit(path, rect, ddpm.unet)
         t0 = time.time()
-        edited = edit_in_chunks(ddpm, rect, result, x0, cfg.eval_steps, cfg.chunk)
+        edited = edit_in_chunks(ddpm, rect, result, x0, cfg.eval_steps, cfg.chunk, x_T)
         if timing is not None:
             timing[f"{edit}/{run}"] = (time.time() - t0) / len(x0)
         rows[run] = score(edit, x0, edited, attr, seg, perceptual).summary(cfg.per_image)
@@ -201,6 +209,7 @@ def evaluate_edit(run_dir, edit: str, cfg: FullRunConfig, device: str = "cpu", p
     if edit == cfg.sweep_edit:
         xs = editing.edit_images(edit, cfg.sweep_n, seed=editing.HELD_OUT_SEED, domain="photo").images
         res["sweep"] = {}
+        x_Ts = {n: invert_in_chunks(ddpm, rect, xs, n, cfg.chunk) for n in cfg.sweep_steps}
         for run in RUNS:
             path = run_dir / file_name(edit, run)
             if not path.is_file():
@@ -208,7 +217,7 @@ def evaluate_edit(run_dir, edit: str, cfg: FullRunConfig, device: str = "cpu", p
             result = editing.load_edit(path, rect, ddpm.unet)
             res["sweep"][run] = {}
             for n in cfg.sweep_steps:
-                edited = edit_in_chunks(ddpm, rect, result, xs, n, cfg.chunk)
+                edited = edit_in_chunks(ddpm, rect, result, xs, n, cfg.chunk, x_Ts[n])
                 examples[f"sweep/{run}/{n}"] = to_uint8(edited[:cfg.n_examples])
                 res["sweep"][run][str(n)] = score(edit, xs, edited, attr, seg, perceptual).summary()
                 if progress:
@@ -343,6 +352,16 @@ def install(run_dir, root=None, edits=None) -> list:
 def load_results(edit: str, root=None) -> dict:
     """The shipped results of one edit (verified against the manifest)."""
     return json.loads((zoo.verify(entry_name(edit), root) / "results.json").read_text())
+
+
+def load_shipped_examples(edit: str, root=None) -> dict:
+    """The shipped edits of the first held-out images (`load_examples`), verified against the manifest."""
+    return load_examples(zoo.verify(entry_name(edit), root) / "examples.safetensors")
+
+
+def load_shipped_grid(root=None) -> dict:
+    """Supplement D's shipped lambda grid (`load_grid`), verified against the manifest."""
+    return load_grid(zoo.verify(entry_name(FullRunConfig.sweep_edit), root) / "lambda_grid.safetensors")
 
 
 def load_run(edit: str, run: str, rect, unet=None, root=None) -> editing.EditRun:

@@ -105,6 +105,12 @@ def test_each_method_trains_and_edits(clip, method):
     x0 = editing.edit_images("smiling", 2, seed=7, domain="photo").images
     out = editing.edit(unet, sched, rect, run, x0, num_inference_steps=4, generator=torch.Generator().manual_seed(3))
     assert out.shape == x0.shape and torch.isfinite(out).all()
+    x_T = editing.invert(unet, sched, rect, x0, 4)                  # shared by several edits of the same images
+    again = editing.edit(unet, sched, rect, run, x0, num_inference_steps=4, generator=torch.Generator().manual_seed(3),
+                         x_T=x_T)
+    assert torch.equal(again, out)
+    with pytest.raises(ValueError, match="x_T must have the images' shape"):
+        editing.edit(unet, sched, rect, run, x0, num_inference_steps=4, x_T=x_T[:1])
     walk = editing.trajectory(unet, sched, rect, run, x0, num_inference_steps=4,
                               generator=torch.Generator().manual_seed(3))
     assert len(walk.timesteps) == 4 and walk.timesteps[0] > walk.timesteps[-1]

@@ -36,6 +36,10 @@ EXTRA_BENCHMARKS: list[tuple[str, str, Callable[[], float]]] = [
     ("stylediffusion_over_null_text_per_step", "x", lambda: stylediffusion_step_ratio()),
     ("rectified_ddim_s_per_image", "s", lambda: rectifier_timing()[0]),          # issue 17 (goal: ratio <= 2)
     ("rectified_over_plain_ddim", "x", lambda: rectifier_timing()[1]),
+    # issue 18: notebook 04, each strategy's edit seconds per image and training minutes per attribute
+    *[(f"edit_{r.replace('-', '_')}_{k}", u, lambda r=r, i=i: editing_timing(r)[i])
+      for r in ("alg1", "markovian", "markovian-full", "hspace", "hspace-full")
+      for i, (k, u) in enumerate((("s_per_image", "s"), ("train_min_per_attribute", "min")))],
     # issue 19: SDD's times and Eqs. 13-15 (diffnb.sdd_run.bench_times)
     *[(k, u, lambda k=k: sdd_timing(k)) for k, u in (
         ("tau_sdd_train_s", "s"), ("tau_sdd_infer_s_per_image", "s"), ("tau_sdedit_s_per_image", "s"),
@@ -292,6 +296,33 @@ def rectifier_timing(batch_size: int = 8, num_inference_steps: int = 50, repeats
         rectified = _best(repeats, lambda: run(rectifier.RectifiedUNet(b.unet, rect, x0, b.scheduler)))
         _RECTIFIER_CACHE[key] = (rectified / batch_size, rectified / plain)
     return _RECTIFIER_CACHE[key]
+
+
+_EDITING_CACHE: dict = {}
+
+
+def editing_timing(run: str, n: int = 8, train_steps: int = 2) -> tuple:
+    """Notebook 04: one strategy of `diffnb.editing_run.RUNS` on smiling: (seconds per image to edit n held-out
+    photo images with the shipped edit at Table 2's 20 steps, inversion included; training minutes per attribute,
+    the seconds of `train_steps` gradient steps of batch 4 scaled to the shipped run's 100). Cached."""
+    if run not in _EDITING_CACHE:
+        import torch
+
+        from diffnb import editing, editing_run, zoo
+        b, rect, clip = zoo.load("toy-ddpm"), zoo.load("toy-rectifier").model, zoo.load("toy-clip")
+        cfg = editing_run.FullRunConfig()
+        x0 = editing.edit_images("smiling", n, seed=editing.HELD_OUT_SEED, domain="photo").images
+        trained = editing_run.load_run("smiling", run, rect, b.unet)
+        t0 = time.perf_counter()
+        editing.edit(b.unet, b.scheduler, rect, trained, x0, cfg.eval_steps, generator=torch.Generator().manual_seed(0))
+        per_image = (time.perf_counter() - t0) / n
+        method, interval = editing_run.check_run(run)
+        tc = editing.EditTrainConfig(edit="smiling", method=method, interval=interval, steps=train_steps,
+                                     batch_size=cfg.batch_size, num_threads=0)
+        t0 = time.perf_counter()
+        editing.train(b.unet, b.scheduler, rect, clip, tc)
+        _EDITING_CACHE[run] = (per_image, (time.perf_counter() - t0) / train_steps * cfg.steps / 60)
+    return _EDITING_CACHE[run]
 
 
 def sdd_timing(key: str) -> float:
