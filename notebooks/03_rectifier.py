@@ -10,6 +10,26 @@
 # Rectifier (Eqs. 1-3) and supplements A-C. The paper has no public code; `diffnb.rectifier` follows the text.
 
 # %%
+# Running on Colab? This cell fetches the course and installs it; anywhere else it does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import subprocess
+    from importlib.metadata import version
+
+    REPO = "https://github.com/<owner>/<repo>"   # the course's repository (replace <owner>/<repo> with its own)
+    CLONE = "/content/diffnb"                   # a clone, not a wheel: the toy models live in data/ beside diffnb
+    if not os.path.isdir(CLONE):
+        subprocess.run(["git", "clone", "--depth", "1", REPO, CLONE], check=True)
+    # Colab's torch and torchvision are built for its GPU: naming their installed versions makes pip keep them
+    # (pyproject.toml's loose ranges accept them, so pip installs only what is missing).
+    keep = [f"{name}=={version(name)}" for name in ("torch", "torchvision")]
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", CLONE, *keep], check=True)
+    sys.path.insert(0, CLONE)        # so that `import diffnb` works in this kernel without a restart
+    os.chdir(f"{CLONE}/notebooks")   # relative paths as in a local checkout
+
+# %%
 import copy
 import json
 import time

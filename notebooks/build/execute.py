@@ -2,10 +2,16 @@
 
     python notebooks/build/execute.py notebooks/03_rectifier.py [...]      # source or .ipynb, either works
     python notebooks/build/execute.py --sync-only notebooks/*.py            # update the .ipynb inputs, keep outputs
+    python notebooks/build/execute.py --sync-only --renumber notebooks/01_diffusion_basics.py
 
 The source of each notebook is the jupytext percent file `notebooks/NN_name.py`; the `.ipynb` beside it is
 generated. Syncing (`jupytext --update --to ipynb`) replaces the notebook's inputs by the source's and keeps the
 outputs and ids of unchanged cells; a new cell gets a new id, and no other cell's id changes.
+
+`--sync-only` keeps the saved execution counts, so a code cell added without executing has none and
+tests/test_notebooks.py says the outputs are not from one run. `--renumber` (with `--sync-only`) numbers the code
+cells 1..N as a top-to-bottom run would. It is only for inserting code cells that do nothing locally and print
+nothing (like the Colab cell at the top of each notebook): for any other cell it would fake a run, so execute.
 """
 import hashlib
 import sys
@@ -49,7 +55,8 @@ def stable_id(cell, taken: set) -> str:
     return cid
 
 
-def normalise(nb) -> None:
+def normalise(nb, renumber: bool = True) -> None:
+    """Fixed metadata, stable ids; with `renumber`, execution counts 1..N (what a top-to-bottom run records)."""
     nb.metadata = dict(METADATA)
     count, taken = 0, set()
     for cell in nb.cells:
@@ -58,23 +65,27 @@ def normalise(nb) -> None:
         cell["metadata"] = {}
         if cell["cell_type"] == "code":
             count += 1
-            cell["execution_count"] = count
+            if renumber:
+                cell["execution_count"] = count
             for out in cell.get("outputs", []):
-                if "execution_count" in out:
+                if renumber and "execution_count" in out:
                     out["execution_count"] = count
                 out.get("metadata", {}).clear() if out.get("output_type") != "display_data" else None
 
 
 def main(argv) -> None:
-    sync_only = "--sync-only" in argv
-    for source, notebook in map(pair, [a for a in argv if a != "--sync-only"]):
+    flags = {"--sync-only", "--renumber"}
+    sync_only, renumber = "--sync-only" in argv, "--renumber" in argv
+    if renumber and not sync_only:
+        raise SystemExit("--renumber goes with --sync-only (an executed notebook is numbered by its run)")
+    for source, notebook in map(pair, [a for a in argv if a not in flags]):
         sync(source, notebook)
         nb = nbformat.read(notebook, as_version=4)
         t0 = time.time()
         if not sync_only:
             NotebookClient(nb, timeout=600, kernel_name="python3",
                            resources={"metadata": {"path": str(notebook.parent)}}).execute()
-        normalise(nb)
+        normalise(nb, renumber=not sync_only or renumber)
         nbformat.write(nb, str(notebook))
         print(f"{notebook}: {'synced' if sync_only else f'{time.time() - t0:.0f} s'}, "
               f"{notebook.stat().st_size / 1e3:.0f} kB")
