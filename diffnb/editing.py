@@ -442,7 +442,6 @@ def invert(unet, scheduler, base_rect, x0: torch.Tensor, num_inference_steps: in
 def _walk(unet, scheduler, base_rect, run: Optional[EditRun], x0, n: int, t_start: int, t_end: int, generator,
           x_T=None):
     """Yields (t, x_t) along DDIM from the inverted x_T of x0, then (-1, x_0). run None: the reconstruction model."""
-    from diffusers import DDIMScheduler
     cfg = run.config if run is not None else None
     recon = rectifier.RectifiedUNet(unet, base_rect, x0, scheduler)
     hspace = cfg is not None and cfg.method == "hspace"
@@ -450,7 +449,7 @@ def _walk(unet, scheduler, base_rect, run: Optional[EditRun], x0, n: int, t_star
         run.model.to(unet.device)
         edited = HSpaceUNet(unet, run.model) if hspace else rectifier.RectifiedUNet(unet, run.model, x0, scheduler)
     x = inversion.ddim_invert(recon, scheduler, x0, n).x_T if x_T is None else x_T.to(x0.device)
-    ddim = DDIMScheduler.from_config(scheduler.config, clip_sample=False)
+    ddim = sampling.ddim_scheduler(scheduler, inverted=True)          # retracing an inversion: no clipping
     ddim.set_timesteps(n)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     for t in ddim.timesteps:

@@ -308,15 +308,15 @@ def editing_timing(run: str, n: int = 8, train_steps: int = 2) -> tuple:
     if run not in _EDITING_CACHE:
         import torch
 
-        from diffnb import editing, editing_run, zoo
+        from diffnb import editing, editing_eval, editing_run, zoo
         b, rect, clip = zoo.load("toy-ddpm"), zoo.load("toy-rectifier").model, zoo.load("toy-clip")
         cfg = editing_run.FullRunConfig()
         x0 = editing.edit_images("smiling", n, seed=editing.HELD_OUT_SEED, domain="photo").images
-        trained = editing_run.load_run("smiling", run, rect, b.unet)
+        trained = editing_eval.load_run("smiling", run, rect, b.unet)
         t0 = time.perf_counter()
         editing.edit(b.unet, b.scheduler, rect, trained, x0, cfg.eval_steps, generator=torch.Generator().manual_seed(0))
         per_image = (time.perf_counter() - t0) / n
-        method, interval = editing_run.check_run(run)
+        method, interval = editing_eval.check_run(run)
         tc = editing.EditTrainConfig(edit="smiling", method=method, interval=interval, steps=train_steps,
                                      batch_size=cfg.batch_size, num_threads=0)
         t0 = time.perf_counter()
