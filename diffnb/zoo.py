@@ -23,7 +23,7 @@ from typing import Optional
 
 import torch
 
-from . import hub
+from . import hub, toyae
 from .devices import Bundle, get_device, move  # noqa: F401  (get_device: the notebooks' zoo.get_device)
 
 TOY_MODELS = {
@@ -99,6 +99,12 @@ class ClassifierBundle(Bundle):
     model: torch.nn.Module
     source: str
     card: str = ""
+
+
+@dataclass
+class AEBundle(Bundle, toyae.AEBundle):
+    """toy-ae as the registry hands it out: `toyae.AEBundle` with `.to(device)` and `.device` (the toy-models layer
+    cannot import the diffusion core's Bundle itself)."""
 
 
 @dataclass
@@ -282,9 +288,7 @@ def _load(name, root, device, dtype):
     elif name == "toy-t2i":
         bundle = _load_t2i(folder, card, dtype, root)
     elif name == "toy-ae":   # issue 19
-        from .toyae import load_folder
-        bundle = load_folder(folder, card=card, dtype=dtype)
-        bundle.vae.to(device) if device is not None else None
+        bundle = AEBundle(**vars(toyae.load_folder(folder, card=card, dtype=dtype)))
     elif name in METHOD_LOADERS:   # toy-rectifier (issue 17): its code is a method module's
         bundle = _method_loader(name)(folder, card=card, dtype=dtype)
     else:

@@ -7,10 +7,13 @@ from diffnb import devices, t2i, zoo
 
 
 @pytest.mark.parametrize("name", list(zoo.TOY_MODELS))
-def test_every_toy_model_moves_whole_to_meta(name):
-    bundle = zoo.load(name, device="meta")
+@pytest.mark.parametrize("how", ["load", "to"])
+def test_every_toy_model_moves_whole_to_meta(name, how):
+    """Both ways: zoo.load(..., device=) and the bundle's own .to(device)."""
+    bundle = zoo.load(name, device="meta") if how == "load" else zoo.load(name).to("meta")
     parts = devices.modules(bundle)
     assert parts, f"{name}: the bundle holds no modules"
+    assert bundle.device.type == "meta"
     for part, module in parts.items():
         tensors = list(module.parameters()) + list(module.buffers())
         assert tensors and all(t.device.type == "meta" for t in tensors), \
