@@ -491,6 +491,20 @@ def edit(unet, scheduler, base_rect, run: EditRun, x0: torch.Tensor, num_inferen
 
 
 @torch.no_grad()
+def reconstruct(unet, scheduler, base_rect, x0: torch.Tensor, num_inference_steps: int = 50,
+                x_T: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The no-edit baseline every edit starts from: invert x0 and sample it back with the reconstruction model
+    (toy-ddpm + base_rect), DDIM eta = 0, as `edit` does outside the edited model's interval."""
+    n = checks.num_inference_steps(num_inference_steps)
+    x0 = check_batch(x0, unet.config.sample_size).to(unet.device)
+    if x_T is not None and x_T.shape != x0.shape:
+        raise ValueError(f"x_T must have the images' shape {tuple(x0.shape)}, got {tuple(x_T.shape)}")
+    for _, x in _walk(unet, scheduler, base_rect, None, x0, n, 0, 0, None, x_T):
+        pass
+    return x.cpu()
+
+
+@torch.no_grad()
 def trajectory(unet, scheduler, base_rect, run: EditRun, x0: torch.Tensor, num_inference_steps: int = 50,
                t_start: Optional[int] = None, t_end: Optional[int] = None,
                generator: Optional[torch.Generator] = None) -> EditTrajectory:

@@ -21,6 +21,7 @@ from . import editbench, editing, guidance, zoo
 
 PREFIX = "editing-"                  # the zoo entries: editing-smiling, editing-glasses, editing-blonde
 SWEEP_EDIT = "smiling"               # the paper's ablation attribute (Figs. 1, 6): the steps sweep and the lambda grid
+RECONSTRUCTION = "reconstruction"     # Table 2's no-edit row beside the unedited source: inverted and sampled back
 RUNS = {  # file tag -> (method, interval): Alg. 1 and the two baselines in their own and in the full interval
     "alg1": ("alg1", "full"),
     "markovian": ("markovian", "original"),
@@ -93,6 +94,13 @@ def score(edit: str, original: torch.Tensor, edited: torch.Tensor, attr_model, s
 def invert_in_chunks(ddpm, rect, x0: torch.Tensor, steps: int, chunk: int) -> torch.Tensor:
     """The x_T every method starts from (`editing.invert`), computed once for all of them."""
     return torch.cat([editing.invert(ddpm.unet, ddpm.scheduler, rect, x0[i:i + chunk], steps)
+                      for i in range(0, len(x0), chunk)])
+
+
+def reconstruct_in_chunks(ddpm, rect, x0: torch.Tensor, steps: int, chunk: int, x_T=None) -> torch.Tensor:
+    """`editing.reconstruct` in chunks: the inversion-and-sampling baseline, with no edit."""
+    return torch.cat([editing.reconstruct(ddpm.unet, ddpm.scheduler, rect, x0[i:i + chunk], steps,
+                                          x_T=None if x_T is None else x_T[i:i + chunk])
                       for i in range(0, len(x0), chunk)])
 
 

@@ -188,15 +188,18 @@ def test_full_run_trains_evaluates_and_writes_a_card(tmp_path):
     assert set(grid) == {"source", (1.0, 0.5), (1.0, 1.0)} and grid[(1.0, 0.5)].shape == (2, 3, 32, 32)
     res = editing_run.evaluate(tmp_path, cfg, progress=False)["glasses"]
     rows = res["table2"]
-    assert list(rows) == ["unedited source", "alg1", "hspace"]
+    assert list(rows) == ["unedited source", "reconstruction", "alg1", "hspace"]
     assert rows["unedited source"]["identity"][0] == pytest.approx(1.0, abs=1e-6)
     assert rows["unedited source"]["others_kept"][0] == 1.0
-    assert list(res["painting"]) == ["unedited source", "alg1"]
-    assert set(res["sweep"]) == {"alg1", "hspace"} and set(res["sweep"]["alg1"]) == {"2"}
+    assert list(res["painting"]) == ["unedited source", "reconstruction", "alg1"]
+    assert set(res["sweep"]) == {"reconstruction", "alg1", "hspace"} and set(res["sweep"]["alg1"]) == {"2"}
     assert set(res["lambda_grid"]) == {"1.0,0.5", "1.0,1.0"}
     assert len(rows["alg1"]["per_image"]["identity"]) == 2
     ex = editing_run.load_examples(tmp_path / "examples_glasses.safetensors")
-    assert {"photo/source", "photo/alg1", "photo/hspace", "painting/alg1", "sweep/alg1/2"} <= set(ex)
+    assert {"photo/source", "photo/reconstruction", "photo/alg1", "photo/hspace", "painting/alg1", "sweep/alg1/2",
+            "sweep/reconstruction/2"} <= set(ex)
+    again = editing_run.add_reconstruction(tmp_path, "glasses")        # for results measured before the row existed
+    assert list(again["table2"]) == list(rows) and again["table2"]["reconstruction"] == rows["reconstruction"]
     assert ex["photo/alg1"].shape == (2, 3, 32, 32) and float(ex["photo/alg1"].abs().max()) <= 1
     text = editing_run.card(tmp_path, "glasses")
     assert "| photo | unedited source |" in text and "| photo | alg1 |" in text and "| painting | alg1 |" in text

@@ -28,6 +28,7 @@ import torch
 from .. import editing, metrics, zoo
 from ..editing_eval import (  # noqa: F401
     PREFIX,
+    RECONSTRUCTION,
     RUNS,
     SWEEP_EDIT,
     check_run,
@@ -37,6 +38,7 @@ from ..editing_eval import (  # noqa: F401
     invert_in_chunks,
     load_examples,
     load_grid,
+    reconstruct_in_chunks,
     score,
     to_uint8,
 )
@@ -103,6 +105,10 @@ def _rows_for(edit, run_dir, x0, ddpm, rect, attr, seg, perceptual, cfg, runs, p
     if examples is not None:
         examples[f"{tag}source"] = to_uint8(x0[:cfg.n_examples])
     x_T = invert_in_chunks(ddpm, rect, x0, cfg.eval_steps, cfg.chunk)
+    recon = reconstruct_in_chunks(ddpm, rect, x0, cfg.eval_steps, cfg.chunk, x_T)
+    rows[RECONSTRUCTION] = score(edit, x0, recon, attr, seg, perceptual).summary(cfg.per_image)
+    if examples is not None:
+        examples[f"{tag}{RECONSTRUCTION}"] = to_uint8(recon[:cfg.n_examples])
     for run in runs:
         path = Path(run_dir) / file_name(edit, run)
         if not path.is_file():
@@ -143,6 +149,8 @@ def evaluate_edit(run_dir, edit: str, cfg: FullRunConfig, device: str = "cpu", p
         xs = editing.edit_images(edit, cfg.sweep_n, seed=editing.HELD_OUT_SEED, domain="photo").images
         res["sweep"] = {}
         x_Ts = {n: invert_in_chunks(ddpm, rect, xs, n, cfg.chunk) for n in cfg.sweep_steps}
+        res["sweep"][RECONSTRUCTION] = sweep_reconstruction(ddpm, rect, xs, x_Ts, edit, attr, seg, perceptual, cfg,
+                                                            examples)
         for run in RUNS:
             path = run_dir / file_name(edit, run)
             if not path.is_file():
@@ -163,6 +171,47 @@ def evaluate_edit(run_dir, edit: str, cfg: FullRunConfig, device: str = "cpu", p
     (run_dir / f"results_{edit}.json").write_text(json.dumps(res, indent=1))
     from safetensors.torch import save_file
     save_file(examples, str(run_dir / f"examples_{edit}.safetensors"), metadata={"eval_steps": str(cfg.eval_steps)})
+    return res
+
+
+def sweep_reconstruction(ddpm, rect, xs, x_Ts, edit, attr, seg, perceptual, cfg, examples) -> dict:
+    """The no-edit baseline of the steps sweep (Fig. 1: reconstruction improves with steps)."""
+    out = {}
+    for n in cfg.sweep_steps:
+        recon = reconstruct_in_chunks(ddpm, rect, xs, n, cfg.chunk, x_Ts[n])
+        examples[f"sweep/{RECONSTRUCTION}/{n}"] = to_uint8(recon[:cfg.n_examples])
+        out[str(n)] = score(edit, xs, recon, attr, seg, perceptual).summary()
+    return out
+
+
+def add_reconstruction(run_dir, edit: str, device: str = "cpu") -> dict:
+    """Add the reconstruction rows (Table 2, paintings, sweep) to results computed before they existed."""
+    from safetensors.torch import load_file, save_file
+    run_dir = Path(run_dir)
+    res = json.loads((run_dir / f"results_{edit}.json").read_text())
+    cfg = FullRunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in res["config"].items()})
+    ddpm, rect, _ = _models(device)
+    attr, seg = zoo.load("toy-attr").model, zoo.load("toy-seg").model
+    perceptual = metrics.toy_lpips(attr)
+    ex_path = run_dir / f"examples_{edit}.safetensors"
+    examples = load_file(str(ex_path))
+    for part, domain, n in (("table2", "photo", cfg.n_eval), ("painting", "painting", cfg.n_painting)):
+        x0 = editing.edit_images(edit, n, seed=editing.HELD_OUT_SEED, domain=domain).images
+        x_T = invert_in_chunks(ddpm, rect, x0, cfg.eval_steps, cfg.chunk)
+        recon = reconstruct_in_chunks(ddpm, rect, x0, cfg.eval_steps, cfg.chunk, x_T)
+        rows = dict(res[part])
+        rows.pop(RECONSTRUCTION, None)
+        res[part] = {"unedited source": rows.pop("unedited source"),
+                     RECONSTRUCTION: score(edit, x0, recon, attr, seg, perceptual).summary(cfg.per_image), **rows}
+        examples[f"{domain}/{RECONSTRUCTION}"] = to_uint8(recon[:cfg.n_examples])
+    if "sweep" in res:
+        xs = editing.edit_images(edit, cfg.sweep_n, seed=editing.HELD_OUT_SEED, domain="photo").images
+        x_Ts = {n: invert_in_chunks(ddpm, rect, xs, n, cfg.chunk) for n in cfg.sweep_steps}
+        runs = {k: v for k, v in res["sweep"].items() if k != RECONSTRUCTION}
+        res["sweep"] = {RECONSTRUCTION: sweep_reconstruction(ddpm, rect, xs, x_Ts, edit, attr, seg, perceptual, cfg,
+                                                             examples), **runs}
+    (run_dir / f"results_{edit}.json").write_text(json.dumps(res, indent=1))
+    save_file(examples, str(ex_path), metadata={"eval_steps": str(cfg.eval_steps)})
     return res
 
 
