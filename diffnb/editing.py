@@ -23,7 +23,8 @@ Baselines, on the same U-Net, images, losses and number of gradient steps (`Edit
                  L_edit on the final image and backpropagate through the chain (gradient checkpointing per step).
     "hspace"     Asyrp: a small network f(h, t) shifts the U-Net's mid-block output h by Delta_h on the editing
                  interval [T, t_edit]. The asymmetric reverse process uses the shifted eps in P_t only; L_edit is
-                 put on each step's P_t, and the trajectory it walks is the edited one (detached between steps).
+                 put on each step's P_t against the original P_t (Asyrp's losses), and the trajectory it walks is
+                 the edited one (detached between steps).
                  After t_edit the original model finishes; below t_boost, steps are stochastic (eta = 1), Asyrp's
                  quality boost.
 
@@ -313,8 +314,9 @@ def markovian_loss(unet, scheduler, rect, clip_model, tokenizer, x0, text_src, t
 def hspace_losses(unet, scheduler, delta_h, clip_model, tokenizer, x0, text_src, text_tar, t_edit: int,
                   n_steps: int, lambda_clip: float = 1.0, lambda_recon: float = 1.0):
     """Asyrp's training walk: from the inverted x_T, n_steps DDIM steps over [T, t_edit]; at each, P_t uses the
-    shifted eps and the direction term the original one (the asymmetric reverse process). Yields one L_edit per step
-    (on that step's P_t), the trajectory detached between steps."""
+    shifted eps and the direction term the original one (the asymmetric reverse process). Yields one L_edit per step,
+    Asyrp's: the edited P_t against the *original* P_t of the same x_t (direction and L1), not against x_0, which
+    an early, blurry P_t cannot match; the trajectory is detached between steps."""
     with torch.no_grad():
         x = inversion.ddim_invert(unet, scheduler, x0, n_steps * 2).x_T
     model = HSpaceUNet(unet, delta_h)
@@ -325,8 +327,9 @@ def hspace_losses(unet, scheduler, delta_h, clip_model, tokenizer, x0, text_src,
         eps_edit = model(x, t)
         with torch.no_grad():
             eps = unet(x, t).sample
+            p_src = sampling.pred_x0(x, eps, a_t).clamp(-1, 1)
         p_edit = sampling.pred_x0(x, eps_edit, a_t)
-        yield edit_loss(clip_model, tokenizer, p_edit.clamp(-1, 1), x0, text_tar, text_src, lambda_clip,
+        yield edit_loss(clip_model, tokenizer, p_edit.clamp(-1, 1), p_src, text_tar, text_src, lambda_clip,
                         lambda_recon)
         x = (a_prev.sqrt() * p_edit + (1 - a_prev).sqrt() * eps).detach()
 

@@ -200,6 +200,9 @@ def test_full_run_trains_evaluates_and_writes_a_card(tmp_path):
             "sweep/reconstruction/2"} <= set(ex)
     again = editing_run.add_reconstruction(tmp_path, "glasses")        # for results measured before the row existed
     assert list(again["table2"]) == list(rows) and again["table2"]["reconstruction"] == rows["reconstruction"]
+    redo = editing_run.update_runs(tmp_path, "glasses", ["hspace"], progress=False)    # after a retrain
+    assert list(redo["table2"]) == list(rows) and redo["table2"]["hspace"] == rows["hspace"]
+    assert redo["sweep"]["hspace"] == res["sweep"]["hspace"]
     assert ex["photo/alg1"].shape == (2, 3, 32, 32) and float(ex["photo/alg1"].abs().max()) <= 1
     text = editing_run.card(tmp_path, "glasses")
     assert "| photo | unedited source |" in text and "| photo | alg1 |" in text and "| painting | alg1 |" in text

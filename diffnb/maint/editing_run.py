@@ -215,6 +215,53 @@ def add_reconstruction(run_dir, edit: str, device: str = "cpu") -> dict:
     return res
 
 
+def update_runs(run_dir, edit: str, runs, device: str = "cpu", progress: bool = True) -> dict:
+    """Measure again the given runs of one edit (Table 2 rows, their examples and, for the sweep edit, their sweep)
+    after they were retrained, keeping every other row of results_<edit>.json as measured."""
+    from safetensors.torch import load_file, save_file
+    run_dir = Path(run_dir)
+    runs = [r for r in RUNS if r in set(runs)]
+    res = json.loads((run_dir / f"results_{edit}.json").read_text())
+    cfg = FullRunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in res["config"].items()})
+    ddpm, rect, _ = _models(device)
+    attr, seg = zoo.load("toy-attr").model, zoo.load("toy-seg").model
+    perceptual = metrics.toy_lpips(attr)
+    ex_path = run_dir / f"examples_{edit}.safetensors"
+    examples = load_file(str(ex_path))
+    x0 = editing.edit_images(edit, cfg.n_eval, seed=editing.HELD_OUT_SEED, domain="photo").images
+    x_T = invert_in_chunks(ddpm, rect, x0, cfg.eval_steps, cfg.chunk)
+    new = {}
+    for run in runs:
+        result = editing.load_edit(run_dir / file_name(edit, run), rect, ddpm.unet)
+        t0 = time.time()
+        edited = edit_in_chunks(ddpm, rect, result, x0, cfg.eval_steps, cfg.chunk, x_T)
+        res["seconds_per_image"][f"{edit}/{run}"] = (time.time() - t0) / len(x0)
+        new[run] = score(edit, x0, edited, attr, seg, perceptual).summary(cfg.per_image)
+        examples[f"photo/{run}"] = to_uint8(edited[:cfg.n_examples])
+        if progress:
+            print(f"{edit} / {run}: { {k: v for k, v in new[run].items() if k != 'per_image'} }", flush=True)
+    old = res["table2"]
+    res["table2"] = {k: new.get(k, old.get(k)) for k in ["unedited source", RECONSTRUCTION, *RUNS]
+                     if k in new or k in old}
+    if "sweep" in res:
+        xs = editing.edit_images(edit, cfg.sweep_n, seed=editing.HELD_OUT_SEED, domain="photo").images
+        for run in runs:
+            result = editing.load_edit(run_dir / file_name(edit, run), rect, ddpm.unet)
+            res["sweep"][run] = {}
+            for n in cfg.sweep_steps:
+                edited = edit_in_chunks(ddpm, rect, result, xs, n, cfg.chunk,
+                                        invert_in_chunks(ddpm, rect, xs, n, cfg.chunk))
+                examples[f"sweep/{run}/{n}"] = to_uint8(edited[:cfg.n_examples])
+                res["sweep"][run][str(n)] = score(edit, xs, edited, attr, seg, perceptual).summary()
+                if progress:
+                    print(f"sweep {run} {n} steps: {res['sweep'][run][str(n)]}", flush=True)
+        order = [RECONSTRUCTION, *RUNS]
+        res["sweep"] = {k: res["sweep"][k] for k in order if k in res["sweep"]}
+    (run_dir / f"results_{edit}.json").write_text(json.dumps(res, indent=1))
+    save_file(examples, str(ex_path), metadata={"eval_steps": str(cfg.eval_steps)})
+    return res
+
+
 def evaluate(run_dir, cfg: FullRunConfig, device: str = "cpu", progress: bool = True, edits=None) -> dict:
     """`evaluate_edit` for each edit (default cfg.edits); returns {edit: results}."""
     return {e: evaluate_edit(run_dir, e, cfg, device, progress) for e in (edits or cfg.edits)}
