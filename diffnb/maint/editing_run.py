@@ -328,8 +328,21 @@ def card(run_dir: Path, edit: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+MAX_ENTRY_BYTES, MAX_RUN_BYTES = 3_000_000, 1_000_000    # the zoo's limits: a new artefact, one shipped run
+SWEEP_EXAMPLES = 4                                        # sweep images kept per run and step count (the slider's)
+
+
+def _shipped_examples(path: Path, dest: Path) -> None:
+    """The examples file as shipped: the sweep's rows cut to their first SWEEP_EXAMPLES images (size)."""
+    from safetensors.torch import load_file, save_file
+    ex = load_file(str(path))
+    ex = {k: (v[:SWEEP_EXAMPLES] if k.startswith("sweep/") else v).contiguous() for k, v in ex.items()}
+    save_file(ex, str(dest), metadata={"sweep_examples": str(SWEEP_EXAMPLES)})
+
+
 def install(run_dir, root=None, edits=None) -> list:
-    from .maint.install import update_manifest
+    """Ship each edit as zoo entry editing-<edit> (under MAX_ENTRY_BYTES; each run under MAX_RUN_BYTES)."""
+    from .install import update_manifest
     run_dir = Path(run_dir)
     root = Path(root or zoo.default_root())
     done = []
@@ -341,10 +354,15 @@ def install(run_dir, root=None, edits=None) -> list:
         for p in sorted(run_dir.glob(f"{edit}_*.safetensors")):
             shutil.copy2(p, dest / p.name)
         shutil.copy2(run_dir / f"results_{edit}.json", dest / "results.json")
-        shutil.copy2(run_dir / f"examples_{edit}.safetensors", dest / "examples.safetensors")
+        _shipped_examples(run_dir / f"examples_{edit}.safetensors", dest / "examples.safetensors")
         if (run_dir / "lambda_grid.safetensors").is_file() and edit == FullRunConfig.sweep_edit:
             shutil.copy2(run_dir / "lambda_grid.safetensors", dest / "lambda_grid.safetensors")
         (dest / "card.md").write_text(card(run_dir, edit))
+        big = [p.name for p in dest.glob(f"{edit}_*.safetensors") if p.stat().st_size > MAX_RUN_BYTES]
+        total = sum(p.stat().st_size for p in dest.iterdir())
+        if big or total > MAX_ENTRY_BYTES:
+            raise ValueError(f"{dest.name}: {total:,} bytes (limit {MAX_ENTRY_BYTES:,}); runs over "
+                             f"{MAX_RUN_BYTES:,}: {big}")
         update_manifest(entry_name(edit), root)
         done.append(dest)
     return done
