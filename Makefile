@@ -1,7 +1,9 @@
 # diffnb: set up, open, test and benchmark the course.
 #   make lab     set everything up, then open JupyterLab on notebooks/
-#   make test    set everything up, then run the unit tests and every notebook under nbval
-#   make check   make test plus the model-quality and paper-claim bars (what CI runs)
+#   make test    set everything up, then run the unit tests, every notebook under nbval and (when Chromium is
+#                found) the browser suite
+#   make check   the unit tests, nbval and the model-quality and paper-claim bars (what CI runs; no browser suite yet)
+#   make browser every notebook in JupyterLab in a headless Chromium (tests/browser)
 #   make bench   per-notebook times and throughputs (python -m diffnb.bench)
 # Bootstraps with python3 (>= 3.11, the pinned set needs it); override with `make PYTHON=python3.11 lab`.
 
@@ -19,7 +21,7 @@ TORCH_PINS = $(shell grep -E '^(torch|torchvision)==' $(LOCK))
 NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
               --nbval-sanitize-with=tests/nbval_sanitize.cfg
 
-.PHONY: venv install lab test check bench notebook notebooks lock clean distclean
+.PHONY: venv install lab test check browser bench notebook notebooks lock clean distclean
 
 venv install: $(STAMP)
 
@@ -51,16 +53,34 @@ NBVAL  = @if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 	  echo "nbval: no notebooks in notebooks/ yet, skipped"; \
 	fi
 
+# The browser suite (tests/browser): every notebook opened in JupyterLab in a headless Chromium, run through the UI,
+# its sliders moved from the keyboard; screenshots and redraw times in tests/browser/artifacts/. It uses the system's
+# Chromium (Debian's `chromium` package) through the playwright package, never a Playwright browser download.
+# `make test` runs it when Chromium is found and says how to install it otherwise; `make check` (CI) does not run it
+# yet: executing every notebook a second time does not fit CI's budget.
+CHROMIUM_INSTALL := sudo apt-get install -y chromium
+CHROMIUM = $(or $(DIFFNB_CHROMIUM),$(firstword $(foreach b,chromium chromium-browser google-chrome-stable \
+             google-chrome,$(shell command -v $(b) 2>/dev/null))))
+BROWSER_SUITE = @if [ -n "$(CHROMIUM)" ]; then \
+	  set -x; DIFFNB_CHROMIUM=$(CHROMIUM) $(PYTEST) tests/browser -v -s; \
+	else \
+	  echo "browser suite (tests/browser) skipped: no Chromium found; install it with: $(CHROMIUM_INSTALL)"; \
+	fi
+
 # ruff (configured in pyproject.toml) lints the package and the tests first.
 test: $(STAMP)
 	$(BIN)/ruff check diffnb tests
-	$(PYTEST) tests -m "not slow" --durations=12
+	$(PYTEST) tests -m "not slow" --ignore=tests/browser --durations=12
 	$(NBVAL)
+	$(BROWSER_SUITE)
 
 check: $(STAMP)
 	$(BIN)/ruff check diffnb tests
-	$(PYTEST) tests --durations=20
+	$(PYTEST) tests --ignore=tests/browser --durations=20
 	$(NBVAL)
+
+browser: $(STAMP)
+	$(BROWSER_SUITE)
 
 # Maintainers: each notebook's source is the jupytext percent file notebooks/NN_name.py (edit that, not the .ipynb).
 #   make notebook NB=03   sync notebooks/03_*.ipynb from its source, execute it in place, normalise metadata
@@ -82,7 +102,7 @@ lock:
 	mv $(LOCK).new $(LOCK)
 
 clean:
-	rm -rf build *.egg-info .pytest_cache tests/.pytest_cache $(STAMP)
+	rm -rf build *.egg-info .pytest_cache tests/.pytest_cache tests/browser/artifacts $(STAMP)
 	find . -path ./$(VENV) -prune -o -type d \( -name __pycache__ -o -name .ipynb_checkpoints \) \
 	  -exec rm -rf {} +
 

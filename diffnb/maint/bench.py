@@ -8,6 +8,10 @@ Budgets (DESIGN.md, toy mode, 2-core CPU): each notebook <= 120 s, the course <=
 More measurements (e.g. SDD's one forward pass against SDEdit) are registered in EXTRA_BENCHMARKS as
 (name, unit, callable); the callable takes nothing, returns a float and imports what it needs inside,
 so that a part that does not exist yet is reported as unavailable instead of breaking the run.
+
+The browser suite (`make browser`, tests/browser) measures each slider's redraw in JupyterLab, from the key press to
+the new image; when its tests/browser/artifacts/redraw_times.json exists, each notebook's slowest browser redraw is
+reported beside the kernel-side one (nbNN_slider_redraw_browser_s, with the date it was measured).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from typing import Callable
 PER_NOTEBOOK_BUDGET_S = 120.0   # DESIGN.md: each notebook, default settings
 COURSE_BUDGET_S = 900.0         # DESIGN.md: the whole course
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+BROWSER_TIMES = Path(__file__).resolve().parents[2] / "tests" / "browser" / "artifacts" / "redraw_times.json"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in kernel tracebacks
 EXTRA_BENCHMARKS: list[tuple[str, str, Callable[[], float]]] = [
     ("nb01_slider_redraw_s", "s", lambda: slider_redraw_seconds()),
@@ -126,7 +131,21 @@ def run_benchmarks(pattern: str = "*.ipynb", skip_notebooks: bool = False,
     others = [measure("world_images_per_s", "images/s", world_images_per_s),
               measure("ddim_images_per_s", "images/s", ddim_images_per_s)]
     others += [measure(name, unit, fn) for name, unit, fn in extra]
+    for r in browser_redraw_results():      # beside the kernel-side redraw of the same notebook, if measured
+        kernel_side = r.name.replace("_browser", "")
+        others.insert(next((i + 1 for i, o in enumerate(others) if o.name == kernel_side), len(others)), r)
     return notebooks, others
+
+
+def browser_redraw_results(path: Path = BROWSER_TIMES) -> list[Result]:
+    """Each notebook's slowest redraw measured in the browser by tests/browser (none if it has not run)."""
+    if not path.exists():
+        return []
+    notebooks = json.loads(path.read_text()).get("notebooks", {})
+    return [Result(f"nb{stem[:2]}_slider_redraw_browser_s", max(moves), "s",
+                   f"browser: slowest of {len(moves)} moves, {entry.get('measured', '?')} (make browser)")
+            for stem, entry in sorted(notebooks.items())
+            if (moves := [c["redraw_s"] for c in entry.get("controls", [])])]
 
 
 def report(notebooks: list[Result], others: list[Result]) -> dict:

@@ -1,0 +1,31 @@
+"""What the browser suite's fixtures and tests share: paths, the Chromium lookup and limits."""
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+ARTIFACTS = HERE / "artifacts"                   # git-ignored; the README names it
+TIMES = ARTIFACTS / "redraw_times.json"          # read by `python -m diffnb.bench`
+INSTALL = ("install Chromium with `sudo apt-get install -y chromium` (Debian/Ubuntu), "
+           "or point DIFFNB_CHROMIUM at a Chromium or Chrome binary")
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome-stable", "google-chrome")
+START_TIMEOUT_S = 60                             # a server (or browser) not up by then fails with its log
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+def find_chromium() -> str | None:
+    """$DIFFNB_CHROMIUM if set, else the first of CHROMIUM_NAMES on PATH (the Makefile looks the same way)."""
+    named = os.environ.get("DIFFNB_CHROMIUM")
+    if named:
+        return shutil.which(named)
+    return next((path for path in map(shutil.which, CHROMIUM_NAMES) if path), None)
+
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
