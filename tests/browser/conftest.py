@@ -91,7 +91,7 @@ def _lab_dirs(root: Path) -> dict:
 
 def _up(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as r:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=2) as r:  # no proxy
             return r.status == 200
     except OSError:
         return False
@@ -173,7 +173,7 @@ def browser(chromium, tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     cmd = [chromium, "--headless=new", "--remote-debugging-port=0", f"--user-data-dir={profile}",
            "--no-first-run", "--no-default-browser-check", "--disable-gpu", "--disable-breakpad",
-           "--disable-crash-reporter", "--disable-dev-shm-usage",
+           "--disable-crash-reporter", "--no-proxy-server", "--disable-dev-shm-usage",
            "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
            f"--window-size={VIEWPORT['width']},{VIEWPORT['height']}",
            *(["--no-sandbox"] if os.geteuid() == 0 else []), "about:blank"]
