@@ -39,6 +39,11 @@ def static_picture(images, nrow: int, caption: str, min_width: int = 600):
     display(Markdown(caption), Image(_png(images, nrow, max(1, -(-min_width // width)))))
 
 
+def _key(sliders) -> tuple:
+    """The sliders' values, floats rounded to 10 decimals (a FloatSlider stepping by 0.1 reports 0.6000000000000001)."""
+    return tuple((k, round(s.value, 10) if isinstance(s.value, float) else s.value) for k, s in sliders.items())
+
+
 def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, static: bool = True, **sliders):
     """A column of sliders above an image that `draw(**slider values)` redraws in place. Returns the widget.
     With static=True (the default) the cell first displays a static picture of the sliders' default position."""
@@ -50,7 +55,7 @@ def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, static: bool
     status = w.Label()
 
     def update(_=None):
-        key = tuple((k, s.value) for k, s in sliders.items())
+        key = _key(sliders)
         if key not in cache:
             cache[key] = _png(draw(**dict(key)), nrow, scale)
         image.value = cache[key]
@@ -58,7 +63,7 @@ def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, static: bool
 
     for s in sliders.values():
         s.observe(update, names="value")
-    key = tuple((k, s.value) for k, s in sliders.items())
+    key = _key(sliders)
     images = draw(**dict(key))
     cache[key] = _png(images, nrow, scale)
     if static:
