@@ -192,7 +192,7 @@ def test_raw_tensors_into_sampling_and_inversion_are_run_or_refused_by_name(tiny
 
 
 def test_a_float_slider_reaches_draw_rounded_to_its_step():
-    """ipywidgets reports 0.5 + 0.1 as 0.6000000000000001; draw() and the caption get 0.6 (found by the browser suite)."""
+    """ipywidgets reports 0.5 + 0.1 as 0.6000000000000001; draw() and the caption get 0.6 (the browser suite)."""
     from diffnb import widgets
     seen = []
     s = widgets.slider(0.3, 0.7, 0.1, 0.5, "strength")
