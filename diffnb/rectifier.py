@@ -182,7 +182,10 @@ def modulated_eps(unet, deltas: dict, x_t: torch.Tensor, t, mode: str = "vmap") 
     def one(w, x, tt):
         return functional_call(unet, w, (x[None], tt[None])).sample[0]
     if mode == "vmap":
-        return vmap(one, randomness="same")(weights, x_t, t)
+        import warnings
+        with warnings.catch_warnings():   # torch has no batching rule for CPU flash attention: a known fallback
+            warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
+            return vmap(one, randomness="same")(weights, x_t, t)
     return torch.stack([one({k: v[i] for k, v in weights.items()}, x_t[i], t[i]) for i in range(x_t.shape[0])])
 
 

@@ -42,14 +42,19 @@ SHIPPED_RESULTS = {  # not models but results of a full run that a notebook load
                             "photo images",
     "sdd-manipulators": "SDD latent mappers over toy-ae distilled from toy-t2i, and their HQS curves (notebook 07; "
                         "diffnb.sdd_run)",
+    **{f"editing-{e}": f"notebook 04's trained edit '{e}': Alg. 1 and the Markovian and h-space baselines, with "
+                       "Table 2's scores (diffnb.editing_run)" for e in ("smiling", "glasses", "blonde")},
 }
 # The models each shipped result was computed on. `maint.install.update_manifest` records a digest of each one's
 # manifest entry under "built_on", and `verify` refuses the result once any of them has been reinstalled: mapping
 # networks or manipulators trained against an older toy-t2i would load without error and silently show wrong edits.
-RESULT_BASES = {"stylediffusion-photo": ("toy-t2i", "toy-clip"), "sdd-manipulators": ("toy-t2i", "toy-ae")}
+RESULT_BASES = {"stylediffusion-photo": ("toy-t2i", "toy-clip"), "sdd-manipulators": ("toy-t2i", "toy-ae"),
+                **{f"editing-{e}": ("toy-ddpm", "toy-rectifier", "toy-clip") for e in ("smiling", "glasses", "blonde")}}
 RECOMPUTE = {"stylediffusion-photo": "python -m diffnb.stylediffusion runs/stylediffusion-photo (its card says how to "
                                      "ship it)",
-             "sdd-manipulators": "python -m diffnb.sdd full-run runs/sdd, then python -m diffnb.sdd install runs/sdd"}
+             "sdd-manipulators": "python -m diffnb.sdd full-run runs/sdd, then python -m diffnb.sdd install runs/sdd",
+             **{f"editing-{e}": "python -m diffnb.editing_run train/grid/evaluate/install runs/editing (its card)"
+                for e in ("smiling", "glasses", "blonde")}}
 REAL_MODELS = {  # name -> (hub id, download size, the toy model that stands in for it)
     "ddpm-celebahq": ("google/ddpm-celebahq-256", "455 MB", "toy-ddpm"),
     "clip-vit-b16": ("openai/clip-vit-base-patch16", "599 MB", "toy-clip"),

@@ -200,6 +200,15 @@ def test_full_run_trains_evaluates_and_writes_a_card(tmp_path):
             "sweep/reconstruction/2"} <= set(ex)
     again = editing_run.add_reconstruction(tmp_path, "glasses")        # for results measured before the row existed
     assert list(again["table2"]) == list(rows) and again["table2"]["reconstruction"] == rows["reconstruction"]
+    import json
+    import shutil
+    root = tmp_path / "models"
+    root.mkdir()
+    shutil.copy2(zoo.default_root() / "manifest.json", root / "manifest.json")    # the models it was built on
+    (dest,) = editing_run.install(tmp_path, root=root, edits=["glasses"])
+    assert dest.name == "editing-glasses" and (dest / "card.md").is_file()
+    assert set(json.loads((root / "manifest.json").read_text())["editing-glasses"]["built_on"]) == \
+        {"toy-ddpm", "toy-rectifier", "toy-clip"}
     redo = editing_run.update_runs(tmp_path, "glasses", ["hspace"], progress=False)    # after a retrain
     assert list(redo["table2"]) == list(rows) and redo["table2"]["hspace"] == rows["hspace"]
     assert redo["sweep"]["hspace"] == res["sweep"]["hspace"]
