@@ -486,6 +486,18 @@ widgets.interactive_grid(redraw, nrow=n_sweep_show, scale=6,
                          steps=widgets.dropdown(steps, steps[0], "steps"))
 
 # %% [markdown]
+# Table 2's images one at a time: pick the edit and the held-out image (the first `N_SHOW`, as shipped). The picture
+# shows the photo, its reconstruction and each method's edit, in the order of Table 2.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+ROWS = ["source", "reconstruction"] + RUNS
+widgets.interactive_grid(lambda edit, image: torch.cat([examples[edit][f"photo/{r}"][image:image + 1] for r in ROWS]),
+                         nrow=len(ROWS), scale=6,
+                         edit=widgets.dropdown(list(editing.EDITS), "smiling", "edit"),
+                         image=widgets.int_slider(0, N_SHOW - 1, 1, 0, "image"))
+
+# %% [markdown]
 # The λ mix of §6: λ_CLIP and λ_recon pick a trained edit of the grid.
 
 # %%
