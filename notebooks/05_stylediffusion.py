@@ -110,8 +110,9 @@ assert (stored["seed"], stored["steps"], stored["guidance"], stored["tau"]) == (
     "the stored numbers were measured with other settings: rerun notebooks/build/measure05.py with these"
 
 
-def same(live, stored_values, what, tol=1e-4):
-    """Assert that numbers measured live equal the stored ones (to `tol`; success is 0 or 1)."""
+def same(live, stored_values, what, tol=2e-3):
+    """Assert that numbers measured live equal the stored ones (to `tol`; success is 0 or 1). The thread count
+    changes the last digits of null-text inversion's optimisation (1.6e-4 in NS-LPIPS between 1 and 2 threads)."""
     if MODE != "toy" or FULL_RUN:    # the stored numbers are the shipped toy run's
         return
     diff = float((torch.as_tensor(live).double() - torch.as_tensor(stored_values).double()).abs().max())
