@@ -103,7 +103,7 @@ with torch.no_grad():
     l_true = editing.direction_loss(clip.model, clip.tokenizer, true_edit.images, src.images, t_tar, t_src)
     l_wrong = editing.direction_loss(clip.model, clip.tokenizer, wrong_edit.images, src.images, t_tar, t_src)
 show.rows([("source", src.images), ("true edit: smiling", true_edit.images), ("wrong edit: glasses", wrong_edit.images)],
-          nrow=N_SHOW, width=6);
+          nrow=N_SHOW, width=4.5);
 print(f"t_src: {t_src[0]!r}\nt_tar: {t_tar[0]!r}")
 display(Markdown(f"L_direction of the true edit: {l_true.mean():.3f} (each image ≤ {l_true.max():.3f}); of the wrong "
                  f"edit: {l_wrong.mean():.3f} (each ≥ {l_wrong.min():.3f}). L1 of the two edits: "
@@ -158,7 +158,7 @@ x_show = held_out["smiling"].images[:N_SHOW]
 live_edit = editing.edit(ddpm.unet, ddpm.scheduler, rect, live, x_show, STEPS)
 ship_edit = examples["smiling"]["photo/alg1"]
 show.rows([("held-out photo", x_show), (f"Alg. 1, live ({LIVE_STEPS} steps)", live_edit),
-           (f"Alg. 1, shipped ({cfg.steps} steps)", ship_edit)], nrow=N_SHOW, width=6);
+           (f"Alg. 1, shipped ({cfg.steps} steps)", ship_edit)], nrow=N_SHOW, width=4.5);
 ok_live = editing.edit_success(attr, live_edit, "smiling").float().mean()
 ok_ship = editing.edit_success(attr, ship_edit, "smiling").float().mean()
 display(Markdown(f"toy-attr reads *smiling* on {ok_live:.0%} of the live run's edits and {ok_ship:.0%} of the shipped "
@@ -329,12 +329,13 @@ assert val("blonde", "hspace", "success") >= 0.8 and val("blonde", "hspace", "id
     "blonde", "alg1", "identity"), "claim: on blonde h-space edits but changes more than Alg. 1"
 
 # %% [markdown]
-# The first `N_SHOW` held-out images of each edit and every method's edit of them (the shipped evaluation's images):
+# The first 4 held-out images of each edit and every method's edit of them (the shipped evaluation's images; the
+# image slider of §8 shows all `N_SHOW`):
 
 # %%
 for e in editing.EDITS:
-    show.rows([(f"{e}: held-out photo", examples[e]["photo/source"])] +
-              [(LABEL[r], examples[e][f"photo/{r}"]) for r in ["reconstruction"] + RUNS], nrow=N_SHOW, width=5.5)
+    show.rows([(f"{e}: held-out photo", examples[e]["photo/source"][:4])] +
+              [(LABEL[r], examples[e][f"photo/{r}"][:4]) for r in ["reconstruction"] + RUNS], nrow=4, width=2.6)
     plt.show()
 
 # %% [markdown]
@@ -362,7 +363,7 @@ n_sweep_show = len(examples["smiling"][f"sweep/alg1/{steps[0]}"])     # the ship
 show.rows([("held-out photo", examples["smiling"]["photo/source"][:n_sweep_show])] +
           [(f"{LABEL[r]}, {n} steps", examples["smiling"][f"sweep/{r}/{n}"]) for r in ["reconstruction"] + RUNS
            for n in (steps[0], steps[-1])],
-          nrow=n_sweep_show, width=4);
+          nrow=n_sweep_show, width=2.4);
 sw = lambda r, n, k="success": sweep[r][str(n)][k][0]   # noqa: E731
 display(Markdown(
     f"From {steps[0]} to {steps[-1]} steps: the reconstruction's identity goes from {sw('reconstruction', steps[0], 'identity'):.2f} "
@@ -399,7 +400,7 @@ grid = editing_eval.load_shipped_grid()
 gs = results["smiling"]["lambda_grid"]
 keys = [(c, r) for c in cfg.grid_clip for r in cfg.grid_recon]
 show.rows([("held-out photo", grid["source"])] + [(f"λ_CLIP {c}, λ_recon {r}", grid[(c, r)]) for c, r in keys],
-          nrow=N_SHOW, width=5.5);
+          nrow=N_SHOW, width=3.6);
 rows = ["| λ_CLIP \\ λ_recon | " + " | ".join(str(r) for r in cfg.grid_recon) + " |",
         "| --- | " + " | ".join("---" for _ in cfg.grid_recon) + " |"]
 for c in cfg.grid_clip:
@@ -442,7 +443,7 @@ for e in editing.EDITS:
         rows.append(f"| {e} | {LABEL[r]} | {cell(v, 'success')} | {v['others_kept'][0]:.3f} | {cell(v, 'identity')} |")
 display(Markdown("\n".join(rows)))
 show.rows([x for e in editing.EDITS for x in ((f"{e}: painting", examples[e]["painting/source"]),
-                                              ("Alg. 1", examples[e]["painting/alg1"]))], nrow=N_SHOW, width=5.5);
+                                              ("Alg. 1", examples[e]["painting/alg1"]))], nrow=N_SHOW, width=3.6);
 
 # %%
 pt = {e: results[e]["painting"] for e in editing.EDITS}
