@@ -432,6 +432,11 @@ def _interval(cfg, t_start, t_end) -> tuple:
     return check_interval(t_start, t_end)
 
 
+def _check_x_T(x_T, x0) -> None:
+    if x_T is not None and x_T.shape != x0.shape:
+        raise ValueError(f"x_T must have the images' shape {tuple(x0.shape)}, got {tuple(x_T.shape)}")
+
+
 @torch.no_grad()
 def invert(unet, scheduler, base_rect, x0: torch.Tensor, num_inference_steps: int = 50) -> torch.Tensor:
     """The x_T every method's edit starts from: x0 DDIM-inverted by the reconstruction model (toy-ddpm + base_rect).
@@ -485,8 +490,7 @@ def edit(unet, scheduler, base_rect, run: EditRun, x0: torch.Tensor, num_inferen
     takes stochastic steps (eta = 1, `generator`)."""
     n = checks.num_inference_steps(num_inference_steps)
     x0 = check_batch(x0, unet.config.sample_size).to(unet.device)
-    if x_T is not None and x_T.shape != x0.shape:
-        raise ValueError(f"x_T must have the images' shape {tuple(x0.shape)}, got {tuple(x_T.shape)}")
+    _check_x_T(x_T, x0)
     t_start, t_end = _interval(run.config, t_start, t_end)
     for _, x in _walk(unet, scheduler, base_rect, run, x0, n, t_start, t_end, generator, x_T):
         pass
@@ -500,8 +504,7 @@ def reconstruct(unet, scheduler, base_rect, x0: torch.Tensor, num_inference_step
     (toy-ddpm + base_rect), DDIM eta = 0, as `edit` does outside the edited model's interval."""
     n = checks.num_inference_steps(num_inference_steps)
     x0 = check_batch(x0, unet.config.sample_size).to(unet.device)
-    if x_T is not None and x_T.shape != x0.shape:
-        raise ValueError(f"x_T must have the images' shape {tuple(x0.shape)}, got {tuple(x_T.shape)}")
+    _check_x_T(x_T, x0)
     for _, x in _walk(unet, scheduler, base_rect, None, x0, n, 0, 0, None, x_T):
         pass
     return x.cpu()
