@@ -23,7 +23,7 @@ Notation (paper -> code):
 What the official code does differently (AndysonYs/Selective-Diffusion-Distillation): only the entropy term, on the
 SDS form, channel-averaged, argmin over t = 100, 150, ..., 900 (`official_selection`); its shipped config fixes
 t = 800; its identity loss compares the unedited image with itself and never acts (ours compares the edited image
-with the original). The maintainers' full run is `python -m diffnb.sdd full-run runs/sdd` (diffnb.sdd_run).
+with the original). The maintainers' full run is `python -m diffnb.sdd full-run runs/sdd` (diffnb.maint.sdd_run).
 """
 from __future__ import annotations
 
@@ -372,5 +372,5 @@ def load(path, ae, bundle) -> Manipulator:
 
 
 if __name__ == "__main__":
-    from .sdd_run import main
+    from .maint.sdd_run import main
     sys.exit(main())

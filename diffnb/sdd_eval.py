@@ -19,6 +19,9 @@ import torch.nn as nn
 
 from . import inversion, t2i, toyclip, world
 
+NAME = "sdd-manipulators"   # the zoo entry of the shipped full run (diffnb.maint.sdd_run): one file per edit x strategy
+STRATEGIES = ("random", "small xi", "large xi", "largest HQS", "official")   # Table 3's choices of S, in its order
+
 # The three edits of notebook 07: name -> (source prompt, target prompt gamma, attribute, value it should take)
 EDITS = {
     "smiling": ("a serious person", "a smiling person", "smiling", True),
@@ -31,6 +34,11 @@ def check_edit(name: str) -> tuple:
     if name not in EDITS:
         raise ValueError(f"unknown edit {name!r}; accepted: {', '.join(EDITS)}")
     return EDITS[name]
+
+
+def file_name(edit: str, strategy: str) -> str:
+    """The shipped manipulator of one edit and Table 3 strategy, in the zoo entry NAME."""
+    return f"{edit.replace(' ', '-')}_{strategy.replace(' ', '-')}.safetensors"
 
 
 def held_out(edit: str, n: int = 128, seed: int = 90_000, domain: str = "toy") -> torch.Tensor:

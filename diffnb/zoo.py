@@ -41,7 +41,7 @@ SHIPPED_RESULTS = {  # not models but results of a full run that a notebook load
     "stylediffusion-photo": "StyleDiffusion mapping networks (Alg. 1, official schedule) for notebook 05's held-out "
                             "photo images",
     "sdd-manipulators": "SDD latent mappers over toy-ae distilled from toy-t2i, and their HQS curves (notebook 07; "
-                        "diffnb.sdd_run)",
+                        "diffnb.maint.sdd_run)",
     **{f"editing-{e}": f"notebook 04's trained edit '{e}': Alg. 1 and the Markovian and h-space baselines, with "
                        "Table 2's scores (diffnb.editing_run)" for e in ("smiling", "glasses", "blonde")},
 }

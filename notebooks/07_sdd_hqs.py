@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from diffnb import guidance, metrics, sdd, sdd_eval, sdd_run, show, toyae, widgets, world, zoo
+from diffnb import guidance, metrics, sdd, sdd_eval, show, toyae, widgets, world, zoo
 
 # %% [markdown]
 # ## Settings
@@ -77,7 +77,7 @@ ae = zoo.load("toy-ae")
 attr = zoo.load("toy-attr").model
 clip = zoo.load("toy-clip")
 identity = metrics.toy_lpips(attr).module     # the identity term of Alg. 1 (LPIPS's formula over toy-attr's trunk)
-SHIPPED = zoo.verify(sdd_run.NAME)
+SHIPPED = zoo.verify(sdd_eval.NAME)
 summary = json.loads((SHIPPED / "summary.json").read_text())
 EDITS = list(sdd_eval.EDITS)
 for e, (src, tgt, a, v) in sdd_eval.EDITS.items():
@@ -286,7 +286,7 @@ y_show = sdd_eval.held_out("glasses", 8)            # rule: the first 8 held-out
 with torch.no_grad():
     rec = toyae.decode(ae, toyae.encode(ae, y_show))
     fast_out = sdd.manipulate(ae, fast.mapper, y_show)
-    shipped_m = sdd.load(SHIPPED / sdd_run.file_name("glasses", "largest HQS"), ae, t2i_model)
+    shipped_m = sdd.load(SHIPPED / sdd_eval.file_name("glasses", "largest HQS"), ae, t2i_model)
     shipped_out = sdd.manipulate(ae, shipped_m.mapper, y_show)
 show.rows([("y", y_show), ("G(E(y)), no edit", rec), (f"live, {FAST_ITERS} iterations at t = {S_live[0]}", fast_out),
            (f"shipped, {shipped_m.config.iterations} iterations at t = {shipped_m.timesteps[0]}", shipped_out)], nrow=8)
@@ -300,7 +300,7 @@ print(f"live distillation: {fast.seconds:.1f} s; losses (iteration, SDS, L2, ide
 named = []
 for e in EDITS:
     y = sdd_eval.held_out(e, 8)
-    m = sdd.load(SHIPPED / sdd_run.file_name(e, "largest HQS"), ae, t2i_model)
+    m = sdd.load(SHIPPED / sdd_eval.file_name(e, "largest HQS"), ae, t2i_model)
     with torch.no_grad():
         named += [(f"{e}: y", y), (f"{e}: f_phi(y), t = {m.timesteps[0]}", sdd.manipulate(ae, m.mapper, y))]
 show.rows(named, nrow=8)
@@ -321,14 +321,14 @@ for e in EDITS:
     y = sdd_eval.held_out(e, N_EVAL)
     with torch.no_grad():
         t3[e, "unedited G(E(y))"] = sdd_eval.score("unedited", e, y, toyae.decode(ae, toyae.encode(ae, y)), attr, clip)
-        for s in sdd_run.STRATEGIES:
-            m = sdd.load(SHIPPED / sdd_run.file_name(e, s), ae, t2i_model)
+        for s in sdd_eval.STRATEGIES:
+            m = sdd.load(SHIPPED / sdd_eval.file_name(e, s), ae, t2i_model)
             t3[e, s] = sdd_eval.score(s, e, y, sdd.manipulate(ae, m.mapper, y), attr, clip)
 PAPER_T3 = {"random": (3.288, 0.2146), "small xi": (3.819, 0.2155), "large xi": (5.927, 0.2168),
             "largest HQS": (9.154, 0.2190)}
 lines = ["| strategy | " + " | ".join(f"{e}: success / kept / toy-FID / CLIP dir" for e in EDITS) +
          " | paper FID / CLIP sim. |", "|---|" + "---|" * (len(EDITS) + 1)]
-for s in ("unedited G(E(y))",) + sdd_run.STRATEGIES:
+for s in ("unedited G(E(y))",) + sdd_eval.STRATEGIES:
     cells = [f"{t3[e, s].success:.2f} / {t3[e, s].kept:.2f} / {t3[e, s].toy_fid:.1f} / {t3[e, s].clip_dir:.2f}"
              for e in EDITS]
     paper = PAPER_T3.get(s)
@@ -336,11 +336,11 @@ for s in ("unedited G(E(y))",) + sdd_run.STRATEGIES:
 display(Markdown("\n".join(lines)))
 wins = {e: t3[e, "largest HQS"].success > t3[e, "random"].success for e in EDITS}
 n_wins = sum(wins.values())
-best_smile = max(t3["smiling", s].success for s in sdd_run.STRATEGIES)
+best_smile = max(t3["smiling", s].success for s in sdd_eval.STRATEGIES)
 learned = [e for e in EDITS if t3[e, "largest HQS"].success >= 0.5]
 kept_hqs = {e: t3[e, "largest HQS"].kept for e in EDITS}
 display(Markdown(
-    f"Edit success of the largest-HQS manipulator against the random-t one: "
+    "Edit success of the largest-HQS manipulator against the random-t one: "
     + ", ".join(f"{e} {t3[e, 'largest HQS'].success:.0%} vs {t3[e, 'random'].success:.0%}" for e in EDITS)
     + f". It is ahead for {n_wins} of 3 prompts by this count, but read the numbers: no strategy teaches "
     f"**smiling** (the best reaches {best_smile:.0%}), so only {' and '.join(learned)} are edits that were learned. "
@@ -386,7 +386,7 @@ for s in STRENGTHS:
 t0 = time.perf_counter()
 methods["DDIB"] = sdd_eval.ddib(t2i_model, y1, TABLE1_EDIT, STEPS, BASELINE_GUIDANCE)
 taus["DDIB"] = (time.perf_counter() - t0) / len(y1)
-m_sdd = sdd.load(SHIPPED / sdd_run.file_name(TABLE1_EDIT, "largest HQS"), ae, t2i_model)
+m_sdd = sdd.load(SHIPPED / sdd_eval.file_name(TABLE1_EDIT, "largest HQS"), ae, t2i_model)
 with torch.no_grad():
     t0 = time.perf_counter()
     methods["SDD (largest HQS)"] = sdd.manipulate(ae, m_sdd.mapper, y1)

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from diffnb import sdd, sdd_eval, sdd_run, world, zoo
+from diffnb import sdd, sdd_eval, world, zoo
+from diffnb.maint import sdd_run
 
 
 @pytest.fixture(scope="module")
@@ -197,19 +198,19 @@ def test_toy_fid_is_zero_for_identical_sets_and_grows_with_change():
 
 
 # ---------------------------------------------------------------- bars on the shipped manipulators
-SHIPPED = zoo.default_root() / sdd_run.NAME
+SHIPPED = zoo.default_root() / sdd_eval.NAME
 
 
 @pytest.fixture(scope="module")
 def table3(ae, t2i_bundle):
     """Table 3 in miniature on 128 held-out images per edit, from the shipped manipulators."""
     attr, clip = zoo.load("toy-attr").model, zoo.load("toy-clip")
-    zoo.verify(sdd_run.NAME)
+    zoo.verify(sdd_eval.NAME)
     out = {}
     for edit in sdd_eval.EDITS:
         y = sdd_eval.held_out(edit, 128)
-        for strategy in sdd_run.STRATEGIES:
-            m = sdd.load(SHIPPED / sdd_run.file_name(edit, strategy), ae, t2i_bundle)
+        for strategy in sdd_eval.STRATEGIES:
+            m = sdd.load(SHIPPED / sdd_eval.file_name(edit, strategy), ae, t2i_bundle)
             with torch.no_grad():
                 out[edit, strategy] = sdd_eval.score(strategy, edit, y, sdd.manipulate(ae, m.mapper, y), attr, clip)
     return out
@@ -220,7 +221,7 @@ def test_shipped_manipulators_match_the_shipped_models(ae, t2i_bundle):
     """Fails loudly once toy-ae or toy-t2i is retrained: re-run `python -m diffnb.sdd full-run runs/sdd`."""
     for f in sorted(SHIPPED.glob("*.safetensors")):
         sdd.load(f, ae, t2i_bundle)
-    assert len(list(SHIPPED.glob("*.safetensors"))) == len(sdd_eval.EDITS) * len(sdd_run.STRATEGIES)
+    assert len(list(SHIPPED.glob("*.safetensors"))) == len(sdd_eval.EDITS) * len(sdd_eval.STRATEGIES)
     assert all(f.stat().st_size <= 2**20 for f in SHIPPED.glob("*.safetensors"))
 
 

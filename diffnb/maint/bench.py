@@ -45,7 +45,7 @@ EXTRA_BENCHMARKS: list[tuple[str, str, Callable[[], float]]] = [
     *[(f"edit_{r.replace('-', '_')}_{k}", u, lambda r=r, i=i: editing_timing(r)[i])
       for r in ("alg1", "markovian", "markovian-full", "hspace", "hspace-full")
       for i, (k, u) in enumerate((("s_per_image", "s"), ("train_min_per_attribute", "min")))],
-    # issue 19: SDD's times and Eqs. 13-15 (diffnb.sdd_run.bench_times)
+    # issue 19: SDD's times and Eqs. 13-15 (diffnb.maint.sdd_run.bench_times)
     *[(k, u, lambda k=k: sdd_timing(k)) for k, u in (
         ("tau_sdd_train_s", "s"), ("tau_sdd_infer_s_per_image", "s"), ("tau_sdedit_s_per_image", "s"),
         ("tau_ddib_s_per_image", "s"), ("sdd_infer_speedup_over_sdedit", "x"), ("sdd_break_even_m_vs_sdedit", "images"),
@@ -345,8 +345,8 @@ def editing_timing(run: str, n: int = 8, train_steps: int = 2) -> tuple:
 
 
 def sdd_timing(key: str) -> float:
-    """Issue 19: one of diffnb.sdd_run.bench_times()'s numbers (measured once per run, cached)."""
-    from diffnb import sdd_run
+    """Issue 19: one of diffnb.maint.sdd_run.bench_times()'s numbers (measured once per run, cached)."""
+    from diffnb.maint import sdd_run
     return sdd_run.bench_times()[key]
 
 
