@@ -456,16 +456,10 @@ for name, (p_live, s_live) in live_t3.items():            # the live images give
 # subject swap, run live.
 
 # %%
-def changed(pair):
-    """{attribute: target value} for what the caption swap changes (the subject first, for a subject swap)."""
-    a, b = world.parse_caption(pair.source), world.parse_caption(pair.target)
-    return {k: b[k] for k in a if k in b and a[k] != b[k]}
-
-
 def success(pairs, images):
-    """(n,) 1 where toy-attr reads the target value of every swapped attribute in the image, else 0."""
-    read = attr.predict(images.clamp(-1, 1)).attributes()
-    return torch.tensor([float(all(getattr(r, k) == v for k, v in changed(p).items())) for p, r in zip(pairs, read)])
+    """(n,) 1 where toy-attr reads the target caption's value of every swapped attribute in the image, else 0
+    (`editbench.reads` with the targets against the sources)."""
+    return editbench.reads(attr, images.clamp(-1, 1), [p.target for p in pairs], [p.source for p in pairs]).float()
 
 
 def measure(pairs, images, regions, edited):
@@ -548,8 +542,8 @@ for k, v in measure(l2_pairs, imgs2[live2], regions2_live, sd2_live.target).item
     same(v, sd2_m[k][live2], f"§9's pairs: live StyleDiffusion + P2Plus {k}")
 ok_sd = torch.cat([m5["StyleDiffusion + P2Plus"]["success"], sd2_m["success"]])
 # does toy-attr read the SOURCE caption's value in the unedited photo? (the pair read backwards)
-src_ok = success([dataclasses.replace(p, source=p.target, target=p.source) for p in partial + pairs2],
-                 torch.cat([p_imgs, imgs2]))
+src_ok = editbench.reads(attr, torch.cat([p_imgs, imgs2]), [p.source for p in partial + pairs2],
+                         [p.target for p in partial + pairs2]).float()
 print(f"StyleDiffusion + P2Plus: edit success {ok_sd.mean():.0%} of {len(ok_sd)} pairs "
       f"({int(ok_sd[:12].sum())}/12 partial captions, {int(ok_sd[12:].sum())}/9 full captions); toy-attr reads the "
       f"source caption's value in {src_ok.mean():.0%} of the {len(src_ok)} unedited photos")
@@ -586,23 +580,15 @@ for k, p in enumerate(partial):
 # the attention region covers, on all 21 pairs (stored; the live pairs are checked).
 
 # %%
-SEG_REGION = {"hair": ("hair",), "background": ("background",), "smiling": ("mouth",),
-              "eyes_open": ("left_eye", "right_eye"), "subject": tuple(c for c in world.MASK_CLASSES if c != "background")}
+def coverage(pairs, regions):
+    """(n,) share of toy-seg's region of the swapped attribute (`editbench.attribute_regions`, on the source image)
+    that the binarised attention region covers (`editbench.region_overlap`)."""
+    return editbench.region_overlap(regions, editbench.attribute_regions(seg, pairs))["coverage"]
 
 
-def coverage(pairs, images, regions):
-    """(n,) share of toy-seg's region of the swapped attribute that the binarised attention region covers."""
-    labels = seg.predict(images)
-    out = []
-    for k, p in enumerate(pairs):
-        name = "subject" if "subject" in changed(p) else next(iter(changed(p)))
-        true = sum(labels[k] == world.MASK_CLASSES.index(c) for c in SEG_REGION[name]).bool()
-        out.append(float((true & (regions[k, 0] > 0.5)).sum() / true.sum().clamp_min(1)))
-    return torch.tensor(out)
-
-same(coverage(pick_pairs, p_imgs[pick], regions_pick), torch.tensor(stored["partial"]["per_pair"]["coverage"])[pick],
+same(coverage(pick_pairs, regions_pick), torch.tensor(stored["partial"]["per_pair"]["coverage"])[pick],
      "§5 live coverage")
-same(coverage(l2_pairs, imgs2[live2], regions2_live), torch.tensor(stored["table2"]["per_pair"]["coverage"])[live2],
+same(coverage(l2_pairs, regions2_live), torch.tensor(stored["table2"]["per_pair"]["coverage"])[live2],
      "§9's pairs: live coverage")
 cover = torch.tensor(stored["partial"]["per_pair"]["coverage"] + stored["table2"]["per_pair"]["coverage"])  # all 21
 kinds21 = [p.kind for p in partial + pairs2]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from diffnb import attention, editbench, inversion, metrics, toyclip, world, zoo
+from diffnb import attention, editbench, inversion, metrics, toyclip, zoo
 from diffnb import stylediffusion as S
 
 SEED, STEPS, GUIDANCE = 0, 20, 5.0
@@ -40,9 +40,6 @@ LIVE_T3 = 8                                          # Table 3: the first 8 imag
 LIVE_PARTIAL = [0, 4, 8]                             # §5: the first colour, attribute and subject swap (§7's pick)
 LIVE_T2 = [0]                                        # §9's pairs: the first (a colour swap)
 OUT = Path(zoo.__file__).resolve().parents[1] / "data" / "measured" / "05_stylediffusion.json"
-SEG_REGION = {"hair": ("hair",), "background": ("background",), "smiling": ("mouth",),
-              "eyes_open": ("left_eye", "right_eye"),
-              "subject": tuple(c for c in world.MASK_CLASSES if c != "background")}
 
 
 def chunks(n, live):
@@ -57,20 +54,16 @@ def subset_null(inv, idx):
 
 
 class Measures:
-    """The notebook's changed / success / measure / coverage (§5), with its models."""
+    """The notebook's success / measure / coverage (§5), with its models: edit success is `editbench.reads` (the
+    target caption's value of every swapped attribute read in the image), coverage `editbench.region_overlap`'s
+    against `editbench.attribute_regions`."""
 
     def __init__(self, attr, seg, clip, perceptual):
         self.attr, self.seg, self.clip, self.perceptual = attr, seg, clip, perceptual
 
-    @staticmethod
-    def changed(pair):
-        a, b = world.parse_caption(pair.source), world.parse_caption(pair.target)
-        return {k: b[k] for k in a if k in b and a[k] != b[k]}
-
     def success(self, pairs, images):
-        read = self.attr.predict(images.clamp(-1, 1)).attributes()
-        return torch.tensor([float(all(getattr(r, k) == v for k, v in self.changed(p).items()))
-                             for p, r in zip(pairs, read)])
+        return editbench.reads(self.attr, images.clamp(-1, 1), [p.target for p in pairs],
+                               [p.source for p in pairs]).float()
 
     def measure(self, pairs, images, regions, edited):
         e = edited.clamp(-1, 1)
@@ -78,14 +71,8 @@ class Measures:
                 "ns_lpips": editbench.ns_lpips(self.perceptual, images, e, regions),
                 "clip": toyclip.clip_score(self.clip.model, self.clip.tokenizer, e, [p.target for p in pairs]).detach()}
 
-    def coverage(self, pairs, images, regions):
-        labels = self.seg.predict(images)
-        out = []
-        for k, p in enumerate(pairs):
-            name = "subject" if "subject" in self.changed(p) else next(iter(self.changed(p)))
-            true = sum(labels[k] == world.MASK_CLASSES.index(c) for c in SEG_REGION[name]).bool()
-            out.append(float((true & (regions[k, 0] > 0.5)).sum() / true.sum().clamp_min(1)))
-        return torch.tensor(out)
+    def coverage(self, pairs, regions):
+        return editbench.region_overlap(regions, editbench.attribute_regions(self.seg, pairs))["coverage"]
 
 
 def rows_of(n, parts):
@@ -137,7 +124,7 @@ def measure_pairs(bundle, M, pairs, sd, null_p, live):
         cols = {"source": tolists(M.measure(ps, imgs, regions, imgs)),
                 "sd": tolists(M.measure(ps, imgs, regions, sd_edit.target)),
                 "psnr_sd": metrics.psnr(imgs, sd_edit.source).tolist(),
-                "coverage": M.coverage(ps, imgs, regions).tolist(),
+                "coverage": M.coverage(ps, regions).tolist(),
                 "area": regions.flatten(1).mean(1).tolist()}
         if null_p is not None:
             sources, targets = [p.source for p in ps], [p.target for p in ps]
