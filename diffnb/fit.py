@@ -143,15 +143,16 @@ def save_state(out_dir: Path, step: int, model, ema) -> None:
     save_file(tensors, str(Path(out_dir) / "resume_state.safetensors"), metadata={"step": str(step)})
 
 
-def resume(out_dir, model, ema) -> int:
+def resume(out_dir, model, ema=None) -> int:
     """Resume from out_dir/resume_state.safetensors; failing that, from a shipped model folder copied into out_dir
-    (EMA weights as the start of both networks, the step count from its train_log.json). Returns the step (0 when
-    there is nothing to resume)."""
+    (its weights, the EMA weights of a model trained with one, as the start of both networks, the step count from
+    its train_log.json). A model trained without EMA (ema=None, toy-ae) saves fp32 weights at every checkpoint, so
+    its run folder resumes from them. Returns the step (0 when there is nothing to resume)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
     out_dir = Path(out_dir)
     path = out_dir / "resume_state.safetensors"
-    if path.is_file():
+    if path.is_file() and ema is not None:
         with safe_open(str(path), "pt") as f:
             step = int(f.metadata()["step"])
             model.load_state_dict({k[6:]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")})
@@ -161,7 +162,8 @@ def resume(out_dir, model, ema) -> int:
     if weights.is_file() and (out_dir / "train_log.json").is_file():
         state = {k: v.float() for k, v in load_file(str(weights)).items()}
         model.load_state_dict(state)
-        ema.load_state_dict(state)
+        if ema is not None:
+            ema.load_state_dict(state)
         return int(json.loads((out_dir / "train_log.json").read_text())["step"])
     return 0
 

@@ -151,7 +151,7 @@ def test_real_model_fails_fast_offline():
     assert time.time() - t0 < 15
 
 
-@pytest.mark.parametrize("name", ["toy-ddpm", "toy-attr", "toy-clip", "toy-seg", "toy-t2i"])
+@pytest.mark.parametrize("name", ["toy-ddpm", "toy-attr", "toy-clip", "toy-seg", "toy-t2i", "toy-ae"])
 def test_training_entry_points_run(name, tmp_path):
     from diffnb import cards
     assert {"toy-ddpm", "toy-attr", "toy-clip", "toy-seg", "toy-t2i", "toy-ae"} <= set(cards.TRAINERS)

@@ -32,8 +32,8 @@ def main(argv=None) -> int:
     t.add_argument("--workers", type=int, help="processes drawing world batches ahead (default 0)")
     t.add_argument("--max-minutes", type=float, help="stop and save after this many minutes")
     t.add_argument("--resume", action="store_true",
-                   help="continue the run in --out (toy-ddpm, toy-t2i; copy data/models/<name> there to continue "
-                        "the shipped one)")
+                   help="continue the run in --out (toy-ddpm, toy-t2i, toy-ae; copy data/models/<name> there to "
+                        "continue the shipped one)")
     i = sub.add_parser("install")
     i.add_argument("name", choices=sorted(zoo.TOY_MODELS))
     i.add_argument("run_dir")
