@@ -42,9 +42,8 @@ if "google.colab" in sys.modules:
     os.chdir(f"{CLONE}/notebooks")   # relative paths as in a local checkout
 
 # %%
-import time
-
 import re
+import time
 
 import matplotlib.pyplot as plt
 import torch

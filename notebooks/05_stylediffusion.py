@@ -68,7 +68,8 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from diffnb import attention, editbench, inversion, metrics, show, stylediffusion as S, t2i, toyclip, widgets, world, zoo
+from diffnb import attention, editbench, inversion, metrics, show, t2i, toyclip, widgets, world, zoo
+from diffnb import stylediffusion as S
 
 # %% [markdown]
 # ## Settings
@@ -325,7 +326,7 @@ if FULL_RUN:
     import tempfile
     from pathlib import Path
 
-    from diffnb.maint.stylediffusion_run import full_run      # the maintainers' recipe of the shipped run
+    from diffnb.maint.stylediffusion_run import full_run  # the maintainers' recipe of the shipped run
     ship_dir = Path(tempfile.mkdtemp())
     full_run(ship_dir)                                        # about 40 minutes on 2 CPU cores
     shipped = lambda name: S.load(ship_dir / f"{name}.safetensors")
