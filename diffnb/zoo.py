@@ -221,6 +221,60 @@ def verify(name: str, root: Optional[Path] = None) -> Path:
     return folder
 
 
+# Measured numbers that a notebook loads instead of recomputing (data/measured/<name>.json, beside data/models): a
+# script under notebooks/build/ measures them on the shipped models below and records each one's `entry_digest`
+# under "measured_on"; `load_measured` refuses the file once any of those models has been reinstalled, so a
+# retrained model fails with the name of the model and the command to re-measure, not with a stale number.
+MEASURED = {"02_inversion": ("toy-ddpm", "toy-t2i", "toy-clip", "toy-attr"),
+            "05_stylediffusion": ("toy-t2i", "toy-clip", "toy-attr", "toy-seg", "stylediffusion-photo"),
+            "06_p2plus": ("toy-t2i", "toy-clip", "toy-attr", "toy-seg", "stylediffusion-photo")}
+
+
+def measure_command(name: str) -> str:
+    """The command that re-measures data/measured/<name>.json (minutes to tens of minutes on two CPU cores)."""
+    return f"OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python notebooks/build/measure{name[:2]}.py"
+
+
+def measured_path(name: str, root: Optional[Path] = None) -> Path:
+    """data/measured/<name>.json, beside the models' folder (`root`, default `default_root()`)."""
+    if name not in MEASURED:
+        raise ValueError(f"unknown measured file {name!r}; known: {', '.join(MEASURED)}")
+    return Path(root or default_root()).parent / "measured" / f"{name}.json"
+
+
+def measured_on(name: str, root: Optional[Path] = None) -> dict:
+    """{model: entry_digest} of the shipped models that data/measured/<name>.json is measured on: what its
+    measuring script records under "measured_on"."""
+    measured_path(name, root)                          # the name's check
+    manifest = read_manifest(root)
+    missing = [m for m in MEASURED[name] if m not in manifest]
+    if missing:
+        raise ManifestError(f"{name}'s models {missing} are not in the manifest; install them first")
+    return {m: entry_digest(manifest[m]) for m in MEASURED[name]}
+
+
+def load_measured(name: str, root: Optional[Path] = None) -> dict:
+    """data/measured/<name>.json as a dict, after checking that it was measured on the shipped models: every model of
+    `MEASURED[name]` must be recorded under "measured_on" with the digest of its manifest entry today. Raises
+    ManifestError naming the model, the recorded and the shipped digest and the command that re-measures."""
+    path = measured_path(name, root)
+    command = measure_command(name)
+    if not path.is_file():
+        raise ManifestError(f"no measured file {path}; measure it with `{command}`")
+    data = json.loads(path.read_text())
+    recorded = data.get("measured_on") if isinstance(data, dict) else None
+    if not isinstance(recorded, dict):
+        raise ManifestError(f"{path} does not record the models it was measured on (no \"measured_on\"), so it "
+                            f"cannot be checked against the shipped ones; re-measure with `{command}`")
+    shipped = measured_on(name, root)
+    for model in sorted(set(shipped) | set(recorded), key=lambda m: (m not in shipped, m)):
+        if recorded.get(model) != shipped.get(model):
+            raise ManifestError(f"{path} was measured on another {model} (recorded {recorded.get(model)}, shipped "
+                                f"{shipped.get(model)}): its numbers would not match what the notebook measures "
+                                f"live. Re-measure with `{command}`")
+    return data
+
+
 def _check_name(name: str) -> None:
     if name not in TOY_MODELS and name not in REAL_MODELS:
         raise ValueError(f"unknown model {name!r}; known toy models: {', '.join(TOY_MODELS)}; "

@@ -48,9 +48,7 @@ if "google.colab" in sys.modules:
     os.chdir(f"{CLONE}/notebooks")   # relative paths as in a local checkout
 
 # %%
-import json
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -85,7 +83,7 @@ ddpm = zoo.load({"toy": "toy-ddpm", "real": "ddpm-celebahq"}[MODE], device=DEVIC
 tti = zoo.load({"toy": "toy-t2i", "real": "sd-1.4"}[MODE], device=DEVICE)
 perceptual = metrics.toy_lpips(zoo.load("toy-attr").model) if MODE == "toy" else metrics.real_lpips()
 # every image's numbers on the 21 + 21 held-out images (toy mode; notebooks/build/measure02.py writes them)
-stored = json.loads((Path(zoo.__file__).resolve().parents[1] / "data" / "measured" / "02_inversion.json").read_text())
+stored = zoo.load_measured("02_inversion")   # refused if measured on other models than the shipped ones
 N_RATE = stored["n"]
 assert stored["guidance"] == GUIDANCE and stored["null_text"] == NULL_TEXT and stored["seed"] == SEED, \
     "the stored rates were measured with other settings: rerun notebooks/build/measure02.py"

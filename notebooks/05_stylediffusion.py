@@ -58,7 +58,6 @@ if "google.colab" in sys.modules:
 
 # %%
 import dataclasses
-import json
 import re
 import time
 from pathlib import Path
@@ -105,7 +104,7 @@ perceptual = metrics.toy_lpips(attr) if MODE == "toy" else metrics.real_lpips()
 tok = bundle.tokenizer
 print(bundle.source, "|", clip.source, "|", perceptual.name)
 # every image's and pair's numbers behind §§4, 5, 7-9 (toy mode, shipped run; notebooks/build/measure05.py)
-stored = json.loads((Path(zoo.__file__).resolve().parents[1] / "data" / "measured" / "05_stylediffusion.json").read_text())
+stored = zoo.load_measured("05_stylediffusion")   # refused if measured on other models than the shipped ones
 assert (stored["seed"], stored["steps"], stored["guidance"], stored["tau"]) == (SEED, STEPS, GUIDANCE,
                                                                             [TAU_V, TAU_C, TAU_S, TAU_U]), \
     "the stored numbers were measured with other settings: rerun notebooks/build/measure05.py with these"

@@ -55,10 +55,8 @@ if "google.colab" in sys.modules:
 
 # %%
 import dataclasses
-import json
 import textwrap
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -107,7 +105,7 @@ perceptual = metrics.toy_lpips(trunk) if MODE == "toy" else metrics.real_lpips()
 tok = bundle.tokenizer
 print(bundle.source, "|", clip.source, "|", perceptual.name)
 # every pair's numbers behind the success rates (toy mode; notebooks/build/measure06.py writes them)
-stored = json.loads((Path(zoo.__file__).resolve().parents[1] / "data" / "measured" / "06_p2plus.json").read_text())
+stored = zoo.load_measured("06_p2plus")   # refused if measured on other models than the shipped ones
 assert (stored["seed"], stored["steps"], stored["guidance"], stored["tau"], stored["n_gen"], stored["n_extra"],
         stored["rw_scale"], stored["n_per_kind"], stored["null_text"]) == (
     SEED, STEPS, GUIDANCE, [TAU_C, TAU_S, TAU_U], N_GEN, N_EXTRA, RW_SCALE, N_PER_KIND, [NULL_INNER, NULL_LR]), \

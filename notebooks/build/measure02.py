@@ -8,7 +8,9 @@ images drawn by `world.sample(21, seed=90_000, domain=d)`, in the notebook's bat
 3k..3k+2 of `toy` followed by the same of `photo` (null-text inversion's early stop reads the batch's mean loss, so
 the batch matters). Chunk 0 is what the notebook runs live; it checks that its numbers equal the stored ones.
 
-Writes data/measured/02_inversion.json: per image (index 0..20 in each domain), PSNR / SSIM / toy-LPIPS of
+Writes data/measured/02_inversion.json: the settings, the shipped models it was measured on ("measured_on": the
+zoo's digest of each one's manifest entry, which `zoo.load_measured` checks when the notebook loads the file) and,
+per image (index 0..20 in each domain), PSNR / SSIM / toy-LPIPS of
 
     curve    toy-ddpm DDIM inversion + reconstruction at 5, 10, 20, 25, 50 steps (batches of 3, one domain)
     table    toy-t2i at 10 and 25 steps: DDIM (text, w = 5), negative-prompt, null-text (4 Adam steps, lr 0.05)
@@ -47,7 +49,8 @@ def main():
     ddpm, tti = zoo.load("toy-ddpm"), zoo.load("toy-t2i")
     perceptual = metrics.toy_lpips(zoo.load("toy-attr").model)
     held = {d: world.sample(N, seed=90_000 + SEED, domain=d) for d in ("toy", "photo")}
-    out = {"n": N, "chunk": CHUNK, "guidance": GUIDANCE, "null_text": NULL_TEXT, "seed": SEED,
+    out = {"measured_on": zoo.measured_on("02_inversion"),   # what zoo.load_measured checks
+           "n": N, "chunk": CHUNK, "guidance": GUIDANCE, "null_text": NULL_TEXT, "seed": SEED,
            "perceptual": perceptual.name, "curve": {}, "table": {}, "sweep": {}}
 
     def put(group, key, d, s):

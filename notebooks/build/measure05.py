@@ -12,7 +12,9 @@ its numbers equal the stored ones. SDEdit draws its noise for the whole batch fr
 21 pairs at once (the notebook runs the first 9, whose noise is the same: a generator's draws do not depend on how
 many follow).
 
-Writes data/measured/05_stylediffusion.json: the settings, every pair's captions and
+Writes data/measured/05_stylediffusion.json: the settings, the shipped models it was measured on ("measured_on":
+the zoo's digest of each one's manifest entry, which `zoo.load_measured` checks when the notebook loads the file),
+every pair's captions and
 
     table3    per image (16): PSNR and SSIM of the null-text (lr 1e-2), StyleDiffusion and null-text (lr 5e-2)
               reconstructions
@@ -160,7 +162,8 @@ def main():
     bundle, clip = zoo.load("toy-t2i"), zoo.load("toy-clip")
     attr, seg = zoo.load("toy-attr").model, zoo.load("toy-seg").model
     M = Measures(attr, seg, clip, metrics.toy_lpips(attr))
-    out = {"seed": SEED, "steps": STEPS, "guidance": GUIDANCE, "tau": [TAU_V, TAU_C, TAU_S, TAU_U],
+    out = {"measured_on": zoo.measured_on("05_stylediffusion"),   # what zoo.load_measured checks
+           "seed": SEED, "steps": STEPS, "guidance": GUIDANCE, "tau": [TAU_V, TAU_C, TAU_S, TAU_U],
            "strength": STRENGTH, "perceptual": M.perceptual.name}
     t0 = time.time()
     out["table3"] = measure_table3(bundle)

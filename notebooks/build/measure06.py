@@ -12,7 +12,9 @@ inversion's optimiser (the loss is the batch's mean, its early stop reads it) ma
 its batch. SDEdit, which draws its noise for the whole batch from one generator, runs on all 9 pairs at once (as
 it did when the notebook ran Table 2 in one batch; seconds).
 
-Writes data/measured/06_p2plus.json: the settings, every pair's captions and, per pair,
+Writes data/measured/06_p2plus.json: the settings, the shipped models it was measured on ("measured_on": the zoo's
+digest of each one's manifest entry, which `zoo.load_measured` checks when the notebook loads the file), every
+pair's captions and, per pair,
 
     replace     §2-§3, the 21 generated word swaps (editbench.edit_pairs(7, domain="toy")): toy-attr's reading of
                 the unedited source, of P2P replace, of the target prompt alone and of P2Plus; the change outside
@@ -222,11 +224,13 @@ def main(only=None):
     bundle, clip = zoo.load("toy-t2i"), zoo.load("toy-clip")
     attr, seg, trunk = zoo.load("toy-attr").model, zoo.load("toy-seg").model, zoo.load("toy-attr").model
     perceptual = metrics.toy_lpips(trunk)
-    out = {"seed": SEED, "steps": STEPS, "guidance": GUIDANCE, "tau": [TAU_C, TAU_S, TAU_U], "n_gen": N_GEN,
+    out = {"measured_on": zoo.measured_on("06_p2plus"),   # what zoo.load_measured checks
+           "seed": SEED, "steps": STEPS, "guidance": GUIDANCE, "tau": [TAU_C, TAU_S, TAU_U], "n_gen": N_GEN,
            "n_extra": N_EXTRA, "rw_scale": RW_SCALE, "n_per_kind": N_PER_KIND, "null_text": [NULL_INNER, NULL_LR],
            "tau_us": list(TAU_US), "perceptual": perceptual.name}
     if only:
-        out.update({k: v for k, v in json.loads(OUT.read_text()).items() if k not in only})
+        # the groups kept must be from the same models: zoo.load_measured refuses a file measured on others
+        out.update({k: v for k, v in zoo.load_measured("06_p2plus").items() if k not in only})
     t0 = time.time()
     for name, fn in (("replace", lambda: measure_replace(bundle, attr, seg, clip)),
                      ("refine", lambda: measure_refine(bundle, attr, seg)),
