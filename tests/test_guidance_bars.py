@@ -1,6 +1,5 @@
 """Issue 5's bars, measured on the shipped toy-ddpm, toy-attr and toy-seg (25 DDIM steps, eta = 1, as notebook 08)."""
 import pytest
-import torch
 
 from diffnb import guidance, world, zoo
 
@@ -11,7 +10,6 @@ STEPS = 25
 
 @pytest.fixture(scope="module")
 def models():
-    torch.set_num_threads(2)
     return zoo.load("toy-ddpm"), zoo.load("toy-attr").model, zoo.load("toy-seg").model
 
 

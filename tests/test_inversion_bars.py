@@ -16,7 +16,6 @@ def psnr(a, b):
 
 @pytest.fixture(scope="module")
 def ddpm():
-    torch.set_num_threads(2)
     return zoo.load("toy-ddpm")
 
 

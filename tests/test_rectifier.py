@@ -201,7 +201,6 @@ AUDIT = slice(175, 200)   # the last install chunk (reconbench.table1 chunks of 
 @pytest.fixture(scope="module")
 def table1(ddpm):
     """The shipped per-image Table 1 at 50 steps, after re-measuring a chunk of it from the committed weights."""
-    torch.set_num_threads(2)
     shipped = reconbench.load_scores(zoo.default_root() / "toy-rectifier" / "table1.safetensors")[("photo", STEPS)]
     assert len(shipped.scores["base"]["L2"]) >= N_HELD_OUT, "the shipped 50-step row has fewer than 200 images"
     perceptual = __import__("diffnb.metrics", fromlist=["toy_lpips"]).toy_lpips(zoo.load("toy-attr").model)
