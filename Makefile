@@ -47,15 +47,17 @@ lab: $(STAMP)
 #                session-scoped fixtures sample each model once); CI runs this (.ci/run)
 # nbval is skipped while notebooks/ holds no .ipynb; pytest's exit code 5 ("no tests collected") is not a failure.
 PYTEST := HF_HUB_OFFLINE=1 DIFFNB_PROGRESS=0 $(BIN)/python -m pytest
-# Tests and nbval run in JOBS pytest-xdist workers of one torch thread each, a whole file (or notebook) per worker
-# (--dist loadfile: module fixtures are computed once, a notebook's cells run in order in one kernel). On this 2-core
-# machine two one-thread workers finish in about half the time of one two-thread process: these small models keep
-# a second thread mostly waiting, and two-thread processes slow each other down several-fold when they share cores.
+# The tests run in JOBS pytest-xdist workers of one torch thread each, a whole file per worker (--dist loadfile:
+# module fixtures are computed once). Measured on this 2-core machine (2026-11-29): 1,287 s against 1,498 s in one
+# two-thread process. Two-thread workers would share the cores badly (a two-thread process slows down several-fold
+# when another one holds a core), and the notebooks gain nothing from it: nbval in two one-thread workers took 860 s
+# against 465 s in one two-thread process, so nbval and the browser suite run one notebook at a time, at torch's
+# default thread count.
 JOBS   ?= 2
 PAR    := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 XDIST  := -n $(JOBS) --dist loadfile
 NBVAL  = @if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  set -x; $(PAR) $(PYTEST) notebooks/ $(NBVAL_OPTS) $(XDIST) || test $$? -eq 5; \
+	  set -x; $(PYTEST) notebooks/ $(NBVAL_OPTS) || test $$? -eq 5; \
 	else \
 	  echo "nbval: no notebooks in notebooks/ yet, skipped"; \
 	fi
@@ -69,7 +71,7 @@ CHROMIUM_INSTALL := sudo apt-get install -y chromium
 CHROMIUM = $(or $(DIFFNB_CHROMIUM),$(firstword $(foreach b,chromium chromium-browser google-chrome-stable \
              google-chrome,$(shell command -v $(b) 2>/dev/null))))
 BROWSER_SUITE = @if [ -n "$(CHROMIUM)" ]; then \
-	  set -x; DIFFNB_CHROMIUM=$(CHROMIUM) $(PAR) $(PYTEST) tests/browser -v -s; \
+	  set -x; DIFFNB_CHROMIUM=$(CHROMIUM) $(PYTEST) tests/browser -v -s; \
 	elif [ -n "$(REQUIRE_BROWSER)" ]; then \
 	  echo "error: the browser suite (tests/browser) needs Chromium and none was found; install it with:" \
 	       "$(CHROMIUM_INSTALL) (or point DIFFNB_CHROMIUM at a Chromium binary)" >&2; exit 1; \

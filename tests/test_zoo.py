@@ -223,7 +223,7 @@ def test_reachability_check_is_bounded_and_reads_the_proxy(monkeypatch):
     import huggingface_hub.constants as hub_constants
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
     assert hub.access() == ({}, "") and opened[-1] == ("proxy.example", 3128)
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(5))
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(5) or Conn())   # a slow connect
     t0 = time.time()
     assert not hub.reachable("https://huggingface.co", 0.5) and time.time() - t0 < 2
 
