@@ -2,7 +2,8 @@
 #   make lab     set everything up, then open JupyterLab on notebooks/
 #   make test    set everything up, then run the unit tests, every notebook under nbval and (when Chromium is
 #                found) the browser suite
-#   make check   the unit tests, the model-quality and paper-claim bars, nbval and the browser suite (what CI runs)
+#   make check   the unit tests, the model-quality and paper-claim bars and nbval (what CI runs)
+#   make check-all  make check, then the browser suite with Chromium required
 #   make browser every notebook in JupyterLab in a headless Chromium (tests/browser)
 #   make bench   per-notebook times and throughputs (python -m diffnb.bench)
 # Bootstraps with python3 (>= 3.11, the pinned set needs it); override with `make PYTHON=python3.11 lab`.
@@ -21,7 +22,7 @@ TORCH_PINS = $(shell grep -E '^(torch|torchvision)==' $(LOCK))
 NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
               --nbval-sanitize-with=tests/nbval_sanitize.cfg
 
-.PHONY: venv install lab test check browser bench notebook notebooks lock clean distclean
+.PHONY: venv install lab test check check-all browser bench notebook notebooks lock clean distclean
 
 venv install: $(STAMP)
 
@@ -65,8 +66,8 @@ NBVAL  = @if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 # The browser suite (tests/browser): every notebook opened in JupyterLab in a headless Chromium, run through the UI,
 # its sliders moved from the keyboard; screenshots and redraw times in tests/browser/artifacts/. It uses the system's
 # Chromium (Debian's `chromium` package) through the playwright package, never a Playwright browser download.
-# `make test` and `make check` run it when Chromium is found and say how to install it otherwise; with
-# REQUIRE_BROWSER=1 (CI: .ci/run installs Chromium first) a missing Chromium is an error, never a silent pass.
+# `make test` runs it when Chromium is found and says how to install it otherwise (`make check`, CI, does not); with
+# REQUIRE_BROWSER=1 (make check-all) a missing Chromium is an error, never a silent pass.
 CHROMIUM_INSTALL := sudo apt-get install -y chromium
 CHROMIUM = $(or $(DIFFNB_CHROMIUM),$(firstword $(foreach b,chromium chromium-browser google-chrome-stable \
              google-chrome,$(shell command -v $(b) 2>/dev/null))))
@@ -92,7 +93,12 @@ check: $(STAMP)
 	$(LINT)
 	$(PAR) $(PYTEST) tests --ignore=tests/browser --durations=20 $(XDIST)
 	$(NBVAL)
-	$(BROWSER_SUITE)
+
+# make check, then the browser suite with Chromium required: 44.6 minutes from a clean clone on this 2-core machine
+# (2026-11-29: install 2.5, tests 22.1, nbval 8.6, browser 11.6), too close to CI's 45-minute budget, so CI (.ci/run)
+# runs `make check` only.
+check-all: check
+	$(MAKE) browser REQUIRE_BROWSER=1
 
 browser: $(STAMP)
 	$(BROWSER_SUITE)
