@@ -56,7 +56,9 @@ PYTEST := HF_HUB_OFFLINE=1 DIFFNB_PROGRESS=0 $(BIN)/python -m pytest
 # default thread count.
 JOBS   ?= 2
 PAR    := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-XDIST  := -n $(JOBS) --dist loadfile
+# --no-loadscope-reorder: files are handed out in collection order, which tests/conftest.py makes longest first
+# (xdist would hand them out by number of tests: the 512 s test_quality_eta0.py, one test, last).
+XDIST  := -n $(JOBS) --dist loadfile --no-loadscope-reorder
 NBVAL  = @if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 	  set -x; $(PYTEST) notebooks/ $(NBVAL_OPTS) || test $$? -eq 5; \
 	else \
