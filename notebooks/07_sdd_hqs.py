@@ -63,7 +63,7 @@ GUIDANCE = 30.0               # classifier-free guidance inside eps_theta for d_
 ROW_T = (50, 200, 400, 600, 800, 950)   # the row of timesteps of Fig. 4 (right)
 N_LIVE = 4                    # images for the live HQS curves (the shipped curves use 64)
 LIVE_GRID = (100, 300, 500, 700, 900)    # t grid of the live curves (the shipped curves: every 50)
-FAST_ITERS = 6                # live distillation iterations (the shipped manipulators: 40)
+FAST_ITERS = 6                # live distillation iterations (the shipped manipulators: sdd.DistillConfig().iterations)
 N_EVAL = 64                   # held-out images per edit for Table 3 (tests/test_sdd.py's bars use 128)
 TABLE1_EDIT = "glasses"       # the edit of Table 1 (baselines run live)
 N_TABLE1 = 8                  # images for Table 1
@@ -275,8 +275,9 @@ except ValueError as err:
 #
 # $$\nabla_\phi \big\|\epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t} f_\phi(y) + \sqrt{1-\bar\alpha_t}\epsilon, t, \gamma)\big\|^2 \quad\text{(Eq. 7, Jacobian skipped)} \;+\; \lambda_{2}\|M_\phi(E(y))\|^2 \;+\; \lambda_{id}\,\text{toy-LPIPS}(f_\phi(y), y),$$
 #
-# with gradient clipping and AdamW (lr 5e-3, the official value). Live, a fast default: `FAST_ITERS` iterations at
-# the largest-HQS timestep of the live glasses curve.
+# with gradient clipping and AdamW (lr 5e-3, the official value). The identity weight $\lambda_{id}$, the batch, the
+# guidance and the number of iterations of the shipped manipulators were chosen by a sweep on validation images
+# (§4 shows it). Live, a fast default: `FAST_ITERS` iterations at the largest-HQS timestep of the live glasses curve.
 
 # %%
 S_live = sdd.largest(live["glasses"]["sds"])
@@ -337,21 +338,23 @@ display(Markdown("\n".join(lines)))
 wins = {e: t3[e, "largest HQS"].success > t3[e, "random"].success for e in EDITS}
 n_wins = sum(wins.values())
 best_smile = max(t3["smiling", s].success for s in sdd_eval.STRATEGIES)
-learned = [e for e in EDITS if t3[e, "largest HQS"].success >= 0.5]
+learned = [e for e in EDITS if max(t3[e, s].success for s in sdd_eval.STRATEGIES) >= 0.25]
 kept_hqs = {e: t3[e, "largest HQS"].kept for e in EDITS}
+gain = {e: t3[e, "largest HQS"].success - t3[e, "random"].success for e in learned}
 display(Markdown(
     "Edit success of the largest-HQS manipulator against the random-t one: "
     + ", ".join(f"{e} {t3[e, 'largest HQS'].success:.0%} vs {t3[e, 'random'].success:.0%}" for e in EDITS)
     + f". It is ahead for {n_wins} of 3 prompts by this count, but read the numbers: no strategy teaches "
-    f"**smiling** (the best reaches {best_smile:.0%}), so only {' and '.join(learned)} are edits that were learned. "
-    f"Where the edit is learned, HQS's choice of t edits more often than random t, as the paper's direction "
-    f"says: by far for glasses, by a little for blonde hair. "
-    f"The paper's Table 3 has the largest-HQS row ahead in CLIP similarity, with a larger FID because the edit is "
-    f"stronger; here too the toy-FID grows with success. Kept (the other binary attributes unchanged) for the "
-    f"largest-HQS manipulators: " + ", ".join(f"{e} {v:.0%}" for e, v in kept_hqs.items()) + "; "
-    + ("every one" if min(kept_hqs.values()) >= 0.85 else
+    f"**smiling** (the best reaches {best_smile:.0%}), so its comparison is noise, and only {' and '.join(learned)} "
+    f"are edits that were learned (some strategy reaches 25%). Where the edit is learned, HQS's choice of t edits "
+    f"more often than random t, as the paper's direction says: by "
+    + " and ".join(f"{g * 100:.0f} points for {e}" for e, g in gain.items()) + ". "
+    "The paper's Table 3 has the largest-HQS row ahead in CLIP similarity, with a larger FID because the edit is "
+    "stronger; here too the toy-FID grows with success. Kept (the other binary attributes unchanged) for the "
+    "largest-HQS manipulators: " + ", ".join(f"{e} {v:.0%}" for e, v in kept_hqs.items()) + "; "
+    + ("every one at or above" if min(kept_hqs.values()) >= 0.85 else
        ", ".join(e for e, v in kept_hqs.items() if v < 0.85) + " below")
-    + " the 85% bar of tests/test_sdd.py (on 128 images there, where blonde hair misses it: a strict xfail)."))
+    + " the 85% bar of tests/test_sdd.py (which measures it on 128 images)."))
 
 # %%
 assert n_wins == sum(t3[e, "largest HQS"].success > t3[e, "random"].success for e in EDITS), \
@@ -359,14 +362,101 @@ assert n_wins == sum(t3[e, "largest HQS"].success > t3[e, "random"].success for 
 assert all(t3[e, "unedited G(E(y))"].success <= 0.1 for e in EDITS), \
     f"claim: the unedited row does not have the target; measured {[t3[e, 'unedited G(E(y))'].success for e in EDITS]}"
 assert best_smile <= 0.1, f"claim: no strategy teaches smiling; best success {best_smile:.2f} (bound <= 0.10)"
-assert kept_hqs["blonde hair"] < 0.85 <= min(kept_hqs["smiling"], kept_hqs["glasses"]), \
-    f"claim: of the largest-HQS manipulators only blonde hair keeps the other attributes in under 85%; {kept_hqs}"
+assert min(kept_hqs.values()) >= 0.85, f"claim: every largest-HQS manipulator keeps >= 85%; {kept_hqs}"
 assert set(learned) == {"glasses", "blonde hair"}, f"claim: glasses and blonde hair are learned; learned {learned}"
-_gain = {e: t3[e, "largest HQS"].success - t3[e, "random"].success for e in learned}
-assert _gain["glasses"] >= 0.3 and 0.03 <= _gain["blonde hair"] < 0.3, \
-    f"claim: HQS's t edits more often than random t, by far for glasses, by a little for blonde hair; gains {_gain}"
+assert all(g > 0 for g in gain.values()), f"claim: HQS's t edits more often than random t where learned; {gain}"
 assert all(t3[e, "largest HQS"].toy_fid > t3[e, "random"].toy_fid for e in learned), \
     "claim: toy-FID grows with success (largest HQS above random where learned)"
+
+# %% [markdown]
+# **Why not smiling?** Not because toy-t2i cannot draw it: SDEdit with the same model, at strength 0.5 towards
+# "a smiling person", on the first `N_TABLE1` held-out serious faces:
+
+# %%
+y_smile = sdd_eval.held_out("smiling", N_TABLE1)
+smile_sdedit = sdd_eval.score("SDEdit 0.5", "smiling", y_smile,
+                              sdd_eval.sdedit(t2i_model, y_smile, "smiling", 0.5, STEPS, BASELINE_GUIDANCE, seed=SEED),
+                              attr, clip)
+sweep = json.loads((SHIPPED / "sweep.json").read_text())
+smile_sweep = max(r["success"] for r in sweep["rows"] if r["edit"] == "smiling")
+# where the SDS gradient at each edit's largest-HQS t sits: its share inside the region the edit changes
+# (toy-seg's classes grown by 2 pixels), on the first N_TABLE1 held-out images of each edit
+REGIONS = {"smiling": ("mouth",), "glasses": ("left_eye", "right_eye"), "blonde hair": ("hair",)}
+seg = zoo.load("toy-seg").model
+share, area = {}, {}
+for e, classes in REGIONS.items():
+    y = sdd_eval.held_out(e, N_TABLE1)
+    d = sdd.directions(t2i_model, y, sdd_eval.EDITS[e][1], peaks[e], GUIDANCE, torch.Generator().manual_seed(SEED),
+                       forms=("sds",))["sds"].abs().mean(1)
+    mask = guidance.region_mask(seg, y, classes, dilate=2)[:, 0]
+    share[e] = float(((d * mask).sum((1, 2)) / d.sum((1, 2))).mean())
+    area[e] = float(mask.mean())
+display(Markdown(
+    f"SDEdit makes {smile_sdedit.success:.0%} of them smile (and keeps the other attributes in "
+    f"{smile_sdedit.kept:.0%}). The diffusion model knows the edit; Eq. 7's gradient does not carry it into the "
+    f"mapper: across the whole settings sweep below, the best smiling manipulator reached {smile_sweep:.0%} of "
+    f"validation images. One reason shows in where the gradient goes. At each edit's largest-HQS t, the share of "
+    f"|d_t| inside the region the edit changes: " + ", ".join(
+        f"{e} {share[e]:.0%} (on {'+'.join(REGIONS[e])}, {area[e]:.0%} of the image)" for e in REGIONS)
+    + ". The smile's signal is a small part of a gradient that mostly moves the rest of the face, and the identity "
+      "and L2 terms hold the rest of the face back. Exercise 6 asks you to test this."))
+
+# %%
+assert smile_sdedit.success >= 0.5, f"claim: SDEdit makes most of them smile; {smile_sdedit.success:.2f}"
+assert smile_sweep <= 0.15, f"claim: no setting of the sweep teaches smiling; best {smile_sweep:.2f}"
+assert share["smiling"] < 0.15 and share["smiling"] < min(share["glasses"], share["blonde hair"]), \
+    f"claim: the smile gets the smallest share of the gradient; {share}"
+
+# %% [markdown]
+# **How the recipe was chosen.** The sweep (`python -m diffnb.maint.sdd_sweep`, run on a lent GPU; its record is
+# the `sweep.json` shipped with the manipulators) trained the largest-HQS and the random-t manipulators of all three
+# edits under each setting and scored snapshots on 128 *validation* images per edit (seeds from 80,000, never the
+# test images here). The rule: the largest mean edit success among the settings that keep the other binary
+# attributes in at least 87% of validation images for every edit and both strategies (a margin above the 85% bar of
+# the tests). Each point is one setting and run length:
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 3))
+for g, mark in ((10.0, "s"), (30.0, "o"), (50.0, "^")):
+    pts = [t for t in sweep["table"] if t["guidance_scale"] == g]
+    sc = ax.scatter([t["min_kept"] for t in pts], [t["mean_success"] for t in pts], marker=mark,
+                    c=[t["id_weight"] for t in pts], cmap="viridis", vmin=0, vmax=0.5, label=f"guidance {g:g}")
+ch = sweep["chosen"]
+ax.scatter([ch["min_kept"]], [ch["mean_success"]], s=160, facecolors="none", edgecolors="r", label="chosen")
+ax.axvline(sweep["kept_min"], color="r", lw=0.8, ls=":")
+ax.set_xlabel("kept (worst edit and strategy)"); ax.set_ylabel("mean edit success")
+fig.colorbar(sc, label="identity weight"); ax.legend(fontsize=7)
+plt.tight_layout(); plt.show()
+loud = max(sweep["table"], key=lambda t: t["mean_success"])
+by_weight = sorted([t for t in sweep["table"] if (t["guidance_scale"], t["batch_size"], t["iterations"]) ==
+                    (30.0, 8, 100)], key=lambda t: t["id_weight"])
+run_lengths = sorted([t for t in sweep["table"] if all(t[k] == ch[k] for k in
+                      ("lr", "id_weight", "batch_size", "guidance_scale"))], key=lambda t: t["iterations"])
+display(Markdown(
+    f"Chosen: identity weight {ch['id_weight']}, batch {ch['batch_size']}, guidance {ch['guidance_scale']:g}, "
+    f"{ch['iterations']} iterations (validation mean success {ch['mean_success']:.2f}, worst kept "
+    f"{ch['min_kept']:.2f}). Success and keeping pull against each other: the most editing setting (guidance "
+    f"{loud['guidance_scale']:g}, identity weight {loud['id_weight']}) reaches {loud['mean_success']:.2f} but keeps "
+    f"only {loud['min_kept']:.0%} of images for its worst edit; a heavier identity weight buys keeping with "
+    f"success (at guidance 30, batch 8 and 100 iterations: " + ", ".join(
+        f"weight {t['id_weight']}: {t['mean_success']:.2f} / {t['min_kept']:.2f}" for t in by_weight)
+    + " success / kept). Longer runs do not help by themselves: the SDS gradient is noisy, and the chosen setting's "
+      "mean success over its run lengths " + ", ".join(f"{t['iterations']}: {t['mean_success']:.2f}" for t in
+                                                     run_lengths) + " goes up and down."))
+
+# %%
+assert ch == max([t for t in sweep["table"] if t["min_kept"] >= sweep["kept_min"]],
+                 key=lambda t: (t["mean_success"], -t["iterations"])), "claim: the chosen point follows the rule"
+d0 = sdd.DistillConfig()
+assert (d0.id_weight, d0.batch_size, d0.guidance_scale, d0.iterations) == \
+    (ch["id_weight"], ch["batch_size"], ch["guidance_scale"], ch["iterations"]), "claim: the shipped recipe is the choice"
+assert loud["mean_success"] > ch["mean_success"] and loud["min_kept"] < sweep["kept_min"], \
+    "claim: the most editing setting keeps too little"
+assert len(by_weight) >= 3 and all(a["mean_success"] > b["mean_success"] and a["min_kept"] < b["min_kept"]
+                                   for a, b in zip(by_weight, by_weight[1:])), "claim: weight trades success for kept"
+_m = [t["mean_success"] for t in run_lengths]
+assert any(a > b for a, b in zip(_m, _m[1:])) and any(a < b for a, b in zip(_m, _m[1:])), \
+    f"claim: the chosen setting's success goes up and down with run length; {_m}"
 
 # %% [markdown]
 # ## 5. Table 1 in miniature: SDD against diffusion editing, and the time model
@@ -438,11 +528,12 @@ assert abs(sdd_eval.total_time_sdd(tau_train, taus["SDD (largest HQS)"], m_even[
 #   the smallest $t$ whatever the prompt. The SDS form (the official code's) gives curves that peak in the middle
 #   of the schedule, and the hybrid $\bar N - \bar H$ on it is what selects $S$ here.
 # - The official code's entropy-only choice is a special case: drop $N_t$, average over channels, take the argmin.
-# - A 4-layer latent mapper over a frozen autoencoder, trained for a few dozen steps on Eq. 7's gradient, edits in
-#   one forward pass: it learns glasses and blonde hair from toy-t2i, but not smiling (§4). The identity term
-#   (edited vs original, unlike the official code's) and the L2 latent regulariser keep most other attributes
-#   (Table 3's "kept" column), but not the whole picture: the edits also change what toy-attr does not read (the
-#   toy-FID column, and the figure in §3).
+# - A 4-layer latent mapper over a frozen autoencoder, trained for 100 steps on Eq. 7's gradient, edits in one
+#   forward pass: it learns glasses and blonde hair from toy-t2i, but not smiling (§4), although toy-t2i itself
+#   makes faces smile under SDEdit: the smile gets a small share of the gradient. The identity term (edited vs
+#   original, unlike the official code's) and the L2 latent regulariser keep the other attributes (Table 3's "kept"
+#   column), at a price in edit success that the settings sweep makes visible; they do not keep the whole picture:
+#   the edits also change what toy-attr does not read (the toy-FID column, and the figure in §3).
 # - Total time: training is paid once per prompt, so SDD wins once enough images are edited (Eq. 15).
 #
 # ## Exercises
@@ -455,6 +546,9 @@ assert abs(sdd_eval.total_time_sdd(tau_train, taus["SDD (largest HQS)"], m_even[
 #    sit, and which strength would you pick?
 # 5. Implement the official code's top-k sparsification of the SDS gradient (keep the 1/16 largest entries) in a copy
 #    of `sdd.distill`. What does it do to the edit?
+# 6. Make smiling learnable. Weight the SDS gradient by toy-seg's mouth mask (`guidance.region_mask`) in a copy of
+#    `sdd.distill`, or use the difference of the guided noise predictions for "a smiling person" and "a serious
+#    person" as the direction. Does the smiling manipulator learn now, and what happens to "kept"?
 #
 # ## Run it on the real models
 # The paper's setting: Stable Diffusion 1.x as $\epsilon_\theta$ (`zoo.load("sd-1.4")`; `sdd.directions` then works

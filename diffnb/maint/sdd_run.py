@@ -68,18 +68,24 @@ def curves_json(curves: dict) -> dict:
             "N_bar": c.N_bar.mean(0).tolist(), "official_H_mean": c.H["official"].mean(0).tolist()}
 
 
-def full_run(out_dir, cfg: FullRunConfig = None, progress: bool = True, edits=None) -> dict:
+def full_run(out_dir, cfg: FullRunConfig = None, progress: bool = True, edits=None, device: str = "cpu") -> dict:
     """HQS curves and the Table 3 manipulators for `edits` (default: all of sdd_eval.EDITS), one
-    summary_<edit>.json per edit in out_dir (`merge_summaries` joins them; several processes may share out_dir)."""
+    summary_<edit>.json per edit in out_dir (`merge_summaries` joins them; several processes may share out_dir).
+    device: where toy-t2i, toy-ae and the identity term run ("cpu", or "cuda" where a GPU is lent); the noise
+    comes from CPU generators on either."""
     from .. import metrics, zoo
     cfg = cfg or FullRunConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     bundle, ae = zoo.load("toy-t2i"), zoo.load("toy-ae")
     identity = metrics.toy_lpips(zoo.load("toy-attr").model).module
-    images = world.sample(cfg.n_images, seed=cfg.image_seed, subject="person").images
+    bundle.to(device)
+    ae.vae.to(device)
+    identity.to(device)
+    images = world.sample(cfg.n_images, seed=cfg.image_seed, subject="person").images.to(device)
+    where = device_name(device)
     t0 = time.time()
-    summary = {"config": asdict(cfg), "edits": {}}
+    summary = {"config": asdict(cfg), "edits": {}, "device": where}
     for edit in edits or list(sdd_eval.EDITS):
         target = sdd_eval.check_edit(edit)[1]
         t_edit = time.time()
@@ -99,10 +105,18 @@ def full_run(out_dir, cfg: FullRunConfig = None, progress: bool = True, edits=No
         entry["minutes"] = (time.time() - t_edit) / 60
         (out / f"summary_{edit.replace(' ', '-')}.json").write_text(json.dumps(
             {"config": asdict(cfg), "edits": {edit: entry}, "minutes": entry["minutes"],
-             "fingerprints": m.fingerprints}, indent=1))
+             "fingerprints": m.fingerprints, "device": where}, indent=1))
     summary["minutes"] = (time.time() - t0) / 60
     summary["fingerprints"] = m.fingerprints
     return summary
+
+
+def device_name(device) -> str:
+    """What a run's card says it ran on: the GPU's name, or "CPU, n torch threads"."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {torch.get_num_threads()} torch thread{'s' * (torch.get_num_threads() > 1)}"
 
 
 def merge_summaries(run_dir) -> dict:
@@ -121,7 +135,8 @@ def merge_summaries(run_dir) -> dict:
         raise ValueError(f"the edits in {run_dir} were trained against different models: {fps}")
     first = parts[next(iter(sdd_eval.EDITS))][0]
     return {"config": first["config"], "edits": {e: parts[e][1] for e in sdd_eval.EDITS},
-            "minutes": sum(parts[e][1]["minutes"] for e in sdd_eval.EDITS), "fingerprints": first["fingerprints"]}
+            "minutes": sum(parts[e][1]["minutes"] for e in sdd_eval.EDITS), "fingerprints": first["fingerprints"],
+            "device": first.get("device", "CPU")}
 
 
 def card(run_dir: Path) -> str:
@@ -130,14 +145,14 @@ def card(run_dir: Path) -> str:
     lines = [f"# {NAME}", "", "SDD manipulators (notebook 07): one latent mapper M_phi over toy-ae per edit and "
              "Table 3 strategy, distilled from toy-t2i (Alg. 1).", "",
              "Recompute: `python -m diffnb.sdd full-run runs/sdd` then `python -m diffnb.sdd install runs/sdd`.", "",
-             f"- wall time: {s['minutes']:.1f} minutes summed over the edits (one `--edit` process each, run in "
-             "parallel, 1 torch thread each, on a 2-core CPU shared with other jobs)",
+             f"- wall time: {s['minutes']:.1f} minutes summed over the edits, on {s['device']}",
              f"- fingerprints {s['fingerprints']} (`sdd.load` refuses any other toy-ae or toy-t2i)",
              f"- HQS: SDS form of d_t, guidance {d['guidance_scale']}, {s['config']['n_images']} person images, "
              f"t = {s['config']['grid'][0]}, {s['config']['grid'][1]}, ..., {s['config']['grid'][-1]}",
              f"- distillation: {d['iterations']} iterations of batch {d['batch_size']}, AdamW lr {d['lr']}, "
              f"L2 weight {d['l2_weight']}, identity (toy-LPIPS, edited vs original) weight {d['id_weight']}, "
-             f"gradient clipping {d['clip_grad']}, mapper width {d['hidden']}", "",
+             f"gradient clipping {d['clip_grad']}, mapper width {d['hidden']}",
+             *sweep_lines(Path(run_dir) / "sweep.json"), "",
              "| edit | prompt | largest HQS at t | official (entropy only) t | S (small xi) | S (large xi) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for edit, e in s["edits"].items():
@@ -149,6 +164,28 @@ def card(run_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sweep_lines(path: Path) -> list:
+    """The card's account of the settings sweep (diffnb.maint.sdd_sweep) that chose the distillation recipe."""
+    if not path.exists():
+        return []
+    w = json.loads(path.read_text())
+    c, table, rows = w["chosen"], w["table"], w["rows"]
+    settings = {(t["lr"], t["id_weight"], t["batch_size"], t["guidance_scale"]) for t in table}
+    loudest = max(table, key=lambda t: t["mean_success"])
+    smile = max(r["success"] for r in rows if r["edit"] == "smiling")
+    lengths, device = len({t["iterations"] for t in table}), w["runs"][0]["device"].split(" (")[0]
+    return [f"- the recipe (identity weight, batch, guidance, iterations) was chosen by "
+            f"`python -m diffnb.maint.sdd_sweep` (sweep.json: {len(settings)} settings x {lengths} run lengths, "
+            f"on {device}, {w['n_val']} validation images per edit "
+            f"from seed {w['val_seed']}): {w['rule']}. Chosen: identity weight {c['id_weight']}, batch "
+            f"{c['batch_size']}, guidance {c['guidance_scale']:g}, {c['iterations']} iterations (validation mean "
+            f"success {c['mean_success']:.2f}, min kept {c['min_kept']:.2f}). The most editing setting (guidance "
+            f"{loudest['guidance_scale']:g}, identity weight {loudest['id_weight']}) reached mean success "
+            f"{loudest['mean_success']:.2f} but kept the other attributes in only {loudest['min_kept']:.2f} of images "
+            f"for one edit; no setting taught smiling to more than {smile:.0%} of validation images. The shipped "
+            "manipulators were then trained on the CPU with that recipe (GPU kernels are not bit-reproducible)"]
+
+
 def install(run_dir, root=None) -> Path:
     from .. import zoo
     from .install import update_manifest
@@ -157,7 +194,7 @@ def install(run_dir, root=None) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    for f in Path(run_dir).glob("*.safetensors"):
+    for f in [*Path(run_dir).glob("*.safetensors"), *Path(run_dir).glob("sweep.json")]:
         shutil.copy2(f, dest / f.name)
     (dest / "summary.json").write_text(json.dumps(merge_summaries(run_dir), indent=1))
     (dest / "card.md").write_text(card(Path(run_dir)))
@@ -172,6 +209,7 @@ def main(argv=None) -> int:
     f.add_argument("out_dir")
     f.add_argument("--iterations", type=int, help="distillation iterations per manipulator")
     f.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
+    f.add_argument("--device", default="cpu", help="where the models run: cpu (default) or cuda")
     f.add_argument("--edit", action="append", choices=list(sdd_eval.EDITS),
                    help="only this edit (repeatable; default: all); processes may share OUT_DIR")
     i = sub.add_parser("install")
@@ -183,7 +221,7 @@ def main(argv=None) -> int:
         cfg = FullRunConfig()
         if a.iterations:
             cfg.distill = replace(cfg.distill, iterations=a.iterations)
-        s = full_run(a.out_dir, cfg, edits=a.edit)
+        s = full_run(a.out_dir, cfg, edits=a.edit, device=a.device)
         print(f"done in {s['minutes']:.1f} min; install with `python -m diffnb.sdd install {a.out_dir}`")
     else:
         print("installed", install(a.run_dir))
