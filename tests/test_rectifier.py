@@ -224,3 +224,10 @@ def table1(ddpm):
 def test_rectifier_lowers_gap_and_l2_on_200_held_out_photo_images(table1, metric):
     mean, se, _ = reconbench.paired(table1, metric)
     assert mean < 0, f"{metric}: paired mean difference (rectified - base) {mean:.3e} +- {se:.1e} is not below 0"
+
+
+def test_the_benchmarks_lower_bound_counts_a_base_pass_and_more():
+    """python -m diffnb.bench's rectified_over_plain_lower_bound: (pass + mid + up + hypernetwork) / pass, so above 1
+    and below the 1 + 1 + hypernetwork of a full second pass; the numbers are the benchmark's, not asserted here."""
+    from diffnb.maint import bench
+    assert 1.0 < bench.rectifier_lower_bound(repeats=1) < 10.0
