@@ -10,7 +10,9 @@ wide), so a saved notebook reads on GitHub and nbviewer, where widgets do not re
 from __future__ import annotations
 
 import io
-from typing import Callable
+import time
+from contextlib import contextmanager
+from typing import Callable, Optional
 
 from .show import grid_array
 
@@ -44,32 +46,61 @@ def _key(sliders) -> tuple:
     return tuple((k, round(s.value, 10) if isinstance(s.value, float) else s.value) for k, s in sliders.items())
 
 
-def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, static: bool = True, **sliders):
+@contextmanager
+def torch_threads(n: Optional[int]):
+    """Run the block with n torch threads (None: leave torch's setting), then restore the previous count."""
+    import torch
+    before = torch.get_num_threads()
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"threads must be a positive integer or None, got {n!r}")
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, static: bool = True,
+                     threads: Optional[int] = 1, **sliders):
     """A column of sliders above an image that `draw(**slider values)` redraws in place. Returns the widget.
-    With static=True (the default) the cell first displays a static picture of the sliders' default position."""
+    With static=True (the default) the cell first displays a static picture of the sliders' default position.
+    The status line under the picture names the setting and how long its drawing took ("cached" when it was drawn
+    before). Drawing runs on `threads` torch threads (default 1): a redraw is small work, and while the browser
+    shares the machine's cores torch's thread pool waits on busy cores far longer than it gains (notebook 03's
+    redraw took 2.9 s on one thread and 56-117 s on two on a loaded 2-core machine, 2026-11-30)."""
     import ipywidgets as w
     if not sliders:
         raise ValueError("interactive_grid needs at least one slider, e.g. eta=widgets.slider(0, 1, 0.1, 0, 'η')")
-    cache = {}
+    cache, spent = {}, {}
     image = w.Image(format="png")
     status = w.Label()
 
-    def update(_=None):
+    def drawn(key):
+        start = time.perf_counter()
+        with torch_threads(threads):
+            images = draw(**dict(key))
+        spent[key] = time.perf_counter() - start
+        cache[key] = _png(images, nrow, scale)
+        return images
+
+    def update(_=None, first: bool = False):
         key = _key(sliders)
+        was_cached = key in cache and not first
         if key not in cache:
-            cache[key] = _png(draw(**dict(key)), nrow, scale)
+            drawn(key)
         image.value = cache[key]
-        status.value = ", ".join(f"{k} = {v}" for k, v in key)
+        status.value = (", ".join(f"{k} = {v}" for k, v in key) +
+                        (" (cached)" if was_cached else f" (drawn in {spent[key]:.1f} s)"))
 
     for s in sliders.values():
         s.observe(update, names="value")
     key = _key(sliders)
-    images = draw(**dict(key))
-    cache[key] = _png(images, nrow, scale)
+    images = drawn(key)
     if static:
         static_picture(images, nrow, "Static picture of the default position (" +
                        ", ".join(f"{k} = {v}" for k, v in key) + "); run the notebook to move the sliders.")
-    update()
+    update(first=True)
     return w.VBox([*sliders.values(), image, status])
 
 

@@ -200,3 +200,24 @@ def test_a_float_slider_reaches_draw_rounded_to_its_step():
                              strength=s)
     s.value = 0.5 + 0.1
     assert seen[-1] == 0.6
+
+
+def test_a_redraw_runs_on_one_torch_thread_and_its_status_says_how_long_it_took():
+    from diffnb import widgets
+    before = torch.get_num_threads()
+    seen = []
+    s = widgets.int_slider(1, 3, 1, 1, "k")
+    box = widgets.interactive_grid(lambda k: seen.append(torch.get_num_threads()) or torch.zeros(1, 3, 4, 4),
+                                   static=False, k=s)
+    status = box.children[-1]
+    assert status.value.startswith("k = 1 (drawn in ") and status.value.endswith(" s)")
+    s.value = 2
+    assert seen == [1, 1] and torch.get_num_threads() == before and status.value.startswith("k = 2 (drawn in ")
+    s.value = 1
+    assert status.value == "k = 1 (cached)" and len(seen) == 2
+    widgets.interactive_grid(lambda k: seen.append(torch.get_num_threads()) or torch.zeros(1, 3, 4, 4),
+                             static=False, threads=None, k=widgets.int_slider(1, 3, 1, 1, "k"))
+    assert seen[-1] == before
+    with pytest.raises(ValueError, match="positive integer or None"):
+        with widgets.torch_threads(0):
+            pass
