@@ -254,6 +254,7 @@ def _quality(stated):
 
 
 def test_install_refuses_a_t2i_that_measures_below_the_shipped_one(tmp_path, monkeypatch, capsys):
+    from diffnb import evaluate
     from diffnb.maint import cards, cli
     cards.check_not_worse((_quality(0.70), _quality(0.41)), (_quality(0.69), _quality(0.41)))   # not worse: passes
     with pytest.raises(ValueError, match=r"eta 0: 0\.336 against the shipped 0\.406.*--force"):
@@ -271,8 +272,15 @@ def test_install_refuses_a_t2i_that_measures_below_the_shipped_one(tmp_path, mon
     assert "eta 1: 0.500 against the shipped 0.688" in err and "eta 0: 0.300 against the shipped 0.406" in err
     assert (zoo.default_root() / "manifest.json").read_text() == before
     calls.clear()
+    # the card's editability section is measured too (P2P word swaps on 30 generated pairs, about 40 s; its bar is
+    # tests/test_quality.py's): here a stand-in, as for the quality pair, since only the comparison is under test
+    from diffnb.evaluate import T2IEditability
+    edits = []
+    monkeypatch.setattr(evaluate, "t2i_editability", lambda bundle, attr_model: edits.append(bundle) or
+                        T2IEditability(30, 0.767, {"colour": 0.6, "attribute": 0.9, "subject": 0.8}, 0.9, 0.8))
     lines = cards._t2i_card(run, force=True)          # --force skips the comparison (one measurement only)
     assert len(calls) == 1 and any("0.500" in ln for ln in lines)
+    assert len(edits) == 1 and any("success on 0.767 of 30" in ln for ln in lines)
 
 
 def test_install_refuses_a_t2i_trained_against_other_text_embeddings():
