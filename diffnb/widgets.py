@@ -71,7 +71,7 @@ def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, static: bool
     than it is given) torch's thread pool waits on busy cores far longer than it gains: notebook 03's redraw took
     2.9 s on one thread and 56-117 s on two on a loaded 2-core machine (2026-11-30). On a quiet 2-core machine, in
     the browser suite, one thread against two was 4.0 s against 4.3 (notebook 03), 0.9-1.0 against 1.4 (08), but
-    1.1 against 1.05 (01), 1.4 against 1.1 (02), 4.1 against 3.5 (05) and 3.0 against 2.2 (06)."""
+    1.1 against 1.05 (01), 1.4 against 1.1 (02), 4.1-4.9 against 3.5 (05) and 3.0 against 2.2 (06)."""
     import ipywidgets as w
     if not sliders:
         raise ValueError("interactive_grid needs at least one slider, e.g. eta=widgets.slider(0, 1, 0.1, 0, 'η')")
