@@ -410,15 +410,25 @@ print({k: sum(p.numel() for p in v.parameters()) for k, v in ablation.items()})
 # ## 9. Try it
 # Pick an image, the number of steps, and the rectifier on or off: the picture shows the photo, its DDIM
 # reconstruction and, at the SDEdit strength, a painting (image index modulo 100) and its SDEdit with the same seed.
+# Moving only the strength reuses the photo's inversion and reconstruction (they do not depend on it).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+reconstructions = {}   # (image, steps, rectifier): the photo's reconstruction, which the strength does not change
+
+def reconstruct(index, steps, rectified):
+    if (index, steps, rectified) not in reconstructions:
+        img = photo.images[index:index + 1]
+        model = rectifier.RectifiedUNet(ddpm.unet, rect, img, ddpm.scheduler) if rectified else ddpm.unet
+        x_T = inversion.ddim_invert(model, ddpm.scheduler, img, steps).x_T      # each model inverts for itself (§4)
+        reconstructions[index, steps, rectified] = inversion.ddim_reconstruct(model, ddpm.scheduler, x_T,
+                                                                              steps).clamp(-1, 1)
+    return reconstructions[index, steps, rectified]
+
 def redraw(index, steps, strength, rectified):
     j = index % len(painting.images)
     img, pnt = photo.images[index:index + 1], painting.images[j:j + 1]
-    model = rectifier.RectifiedUNet(ddpm.unet, rect, img, ddpm.scheduler) if rectified else ddpm.unet
-    x_T = inversion.ddim_invert(model, ddpm.scheduler, img, steps).x_T      # each model inverts for itself (§4)
-    rec = inversion.ddim_reconstruct(model, ddpm.scheduler, x_T, steps).clamp(-1, 1)
+    rec = reconstruct(index, steps, rectified)
     pm = rectifier.RectifiedUNet(ddpm.unet, rect, pnt, ddpm.scheduler) if rectified else ddpm.unet
     edit = sampling.sdedit(pm, ddpm.scheduler, pnt, strength=strength, num_inference_steps=steps,
                            generator=torch.Generator().manual_seed(SEED)).images
