@@ -90,13 +90,21 @@ class EditScores:
     n: int
 
 
+def success_and_kept(edit: str, before: list, after: list) -> tuple:
+    """(edit success, kept) from toy-attr's readings of the originals and the edits (lists of world.Attributes):
+    the share of edits that read the target value, and the share whose other binary attributes all read as before."""
+    attr, value = check_edit(edit)[2:]
+    others = [x for x in world.BINARY if x != attr]
+    success = sum(getattr(v, attr) == value for v in after) / len(after)
+    kept = sum(all(getattr(u, x) == getattr(v, x) for x in others) for u, v in zip(before, after)) / len(after)
+    return success, kept
+
+
 @torch.no_grad()
 def score(method: str, edit: str, original: torch.Tensor, edited: torch.Tensor, attr_model, clip_bundle) -> EditScores:
-    source, target, attr, value = check_edit(edit)
-    a, b = attr_model.predict(original).attributes(), attr_model.predict(edited).attributes()
-    success = sum(getattr(v, attr) == value for v in b) / len(b)
-    others = [x for x in world.BINARY if x != attr]
-    kept = sum(all(getattr(u, x) == getattr(v, x) for x in others) for u, v in zip(a, b)) / len(b)
+    source, target = check_edit(edit)[:2]
+    b = attr_model.predict(edited).attributes()
+    success, kept = success_and_kept(edit, attr_model.predict(original).attributes(), b)
     if torch.equal(original, edited):
         clip_dir = 0.0     # no change: the image direction is zero, the cosine undefined
     else:
