@@ -3,8 +3,8 @@
 #   make test    set everything up, then run the unit tests, every notebook under nbval and (when Chromium is
 #                found) the browser suite
 #   make check   the unit tests, the model-quality and paper-claim bars and nbval
-#   make check-all  make check, then the browser suite with Chromium required (what CI runs)
-#   make browser every notebook in JupyterLab in a headless Chromium (tests/browser)
+#   make check-all  make check and the browser suite, in one run, with Chromium required (what CI runs)
+#   make browser every notebook in JupyterLab in a headless Chromium (tests/browser), alone
 #   make bench   per-notebook times and throughputs (python -m diffnb.bench)
 # Bootstraps with python3 (>= 3.11, the pinned set needs it); override with `make PYTHON=python3.11 lab`.
 
@@ -16,11 +16,6 @@ STAMP  := $(VENV)/.installed
 # torch and torchvision are installed first and together, at the versions the lock pins
 # (a torchvision built for another torch does not import).
 TORCH_PINS = $(shell grep -E '^(torch|torchvision)==' $(LOCK))
-
-# Notebooks are tested in nbval's lax mode: every cell must run without error, and the outputs of
-# cells marked `# NBVAL_CHECK_OUTPUT` must match the saved ones after sanitising (STYLE.md, Tests).
-NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
-              --nbval-sanitize-with=tests/nbval_sanitize.cfg
 
 .PHONY: venv install lab test check check-all browser bench notebook notebooks lock clean distclean
 
@@ -44,67 +39,68 @@ $(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-# Two test commands, split the way diffusers gates its slow tests:
-#   make test    the unit tests and every notebook under nbval (at most ~15 minutes): for students and contributors
-#   make check   the same plus the model-quality and paper-claim bars on the shipped weights (tests marked `slow`,
-#                session-scoped fixtures sample each model once); CI runs this (.ci/run)
-# nbval is skipped while notebooks/ holds no .ipynb; pytest's exit code 5 ("no tests collected") is not a failure.
+# Three test commands, split the way diffusers gates its slow tests:
+#   make test       the unit tests, every notebook under nbval and (when Chromium is found) the browser suite: for
+#                   students and contributors
+#   make check      the unit tests, the model-quality and paper-claim bars on the shipped weights (tests marked
+#                   `slow`, session-scoped fixtures sample each model once) and nbval
+#   make check-all  make check and the browser suite, with Chromium required: what CI runs (.ci/run)
 PYTEST := HF_HUB_OFFLINE=1 DIFFNB_PROGRESS=0 $(BIN)/python -m pytest
-# The tests run in JOBS pytest-xdist workers of one torch thread each, a whole file per worker (--dist loadfile:
-# module fixtures are computed once). Measured on this 2-core machine (2026-11-29): 1,287 s against 1,498 s in one
-# two-thread process. Two-thread workers would share the cores badly (a two-thread process slows down several-fold
-# when another one holds a core), and the notebooks gain nothing from it: nbval in two one-thread workers took 860 s
-# against 465 s in one two-thread process, so nbval and the browser suite run one notebook at a time, at torch's
-# default thread count.
+# Everything runs in ONE pytest session of JOBS pytest-xdist workers of one torch thread each, a whole file per worker
+# (--dist loadfile: module fixtures are computed once; a notebook under nbval, and the browser suite, are one file
+# each), so that both cores stay busy to the end. Measured on this 2-core machine: the tests took 1,287 s in two
+# one-thread workers against 1,498 s in one two-thread process; notebooks 01 and 05 under nbval took 103 s side by side
+# at one thread each against 121 s one after the other at two threads (2026-11-30: a notebook's Python-bound cells
+# leave the second core idle); and the three phases run one after the other (tests, then nbval, then the browser
+# suite) took 2,656-2,798 s in CI, over the 45-minute budget. A two-thread torch process slows down several-fold when
+# another process holds a core, so every worker, kernel and notebook runs one thread (OMP_NUM_THREADS=1 is inherited
+# by nbval's kernels and by the browser suite's Jupyter server and its kernels).
 JOBS   ?= 2
 PAR    := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # --no-loadscope-reorder: files are handed out in collection order, which tests/conftest.py makes longest first
-# (xdist would hand them out by number of tests: the 512 s test_quality_eta0.py, one test, last).
+# (LONGEST_FIRST; xdist would hand them out by number of tests: the 512 s test_quality_eta0.py, one test, last).
 XDIST  := -n $(JOBS) --dist loadfile --no-loadscope-reorder
-NBVAL  = @if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  set -x; $(PYTEST) notebooks/ $(NBVAL_OPTS) || test $$? -eq 5; \
-	else \
-	  echo "nbval: no notebooks in notebooks/ yet, skipped"; \
-	fi
+# Notebooks are tested in nbval's lax mode: every cell must run without error, and the outputs of cells marked
+# `# NBVAL_CHECK_OUTPUT` must match the saved ones after sanitising (STYLE.md, Tests). The options only concern
+# .ipynb files; tests/*.py collect as usual.
+NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
+              --nbval-sanitize-with=tests/nbval_sanitize.cfg
+SUITE  = $(PAR) $(PYTEST) tests notebooks/ $(NBVAL_OPTS) --durations=25 $(XDIST)
 
 # The browser suite (tests/browser): every notebook opened in JupyterLab in a headless Chromium, run through the UI,
-# its sliders moved from the keyboard; screenshots and redraw times in tests/browser/artifacts/. It uses the system's
-# Chromium (Debian's `chromium` package) through the playwright package, never a Playwright browser download.
-# `make test` runs it when Chromium is found and says how to install it otherwise (`make check`, CI, does not); with
-# REQUIRE_BROWSER=1 (make check-all) a missing Chromium is an error, never a silent pass.
+# its sliders moved from the keyboard; screenshots and redraw times in tests/browser/artifacts/, and a summary at the
+# end of the run. It uses the system's Chromium (Debian's `chromium` package) through the playwright package, never a
+# Playwright browser download. `pytest tests` skips it unless tests/browser is named. `make test` runs it when
+# Chromium is found and says how to install it otherwise (`make check` does not); `make check-all` (CI) fails
+# without it, never a silent pass. Redraw times measured beside the other tests are slower than on a quiet machine:
+# `make browser` runs the suite alone.
 CHROMIUM_INSTALL := sudo apt-get install -y chromium
 CHROMIUM = $(or $(DIFFNB_CHROMIUM),$(firstword $(foreach b,chromium chromium-browser google-chrome-stable \
              google-chrome,$(shell command -v $(b) 2>/dev/null))))
-BROWSER_SUITE = @if [ -n "$(CHROMIUM)" ]; then \
-	  set -x; DIFFNB_CHROMIUM=$(CHROMIUM) $(PYTEST) tests/browser -v -s; \
-	elif [ -n "$(REQUIRE_BROWSER)" ]; then \
-	  echo "error: the browser suite (tests/browser) needs Chromium and none was found; install it with:" \
-	       "$(CHROMIUM_INSTALL) (or point DIFFNB_CHROMIUM at a Chromium binary)" >&2; exit 1; \
-	else \
-	  echo "browser suite (tests/browser) skipped: no Chromium found; install it with: $(CHROMIUM_INSTALL)"; \
-	fi
+NO_CHROMIUM := no Chromium found; install it with: $(CHROMIUM_INSTALL) (or point DIFFNB_CHROMIUM at a Chromium binary)
 
 # ruff (configured in pyproject.toml) lints the package and the tests first, then the notebooks' jupytext sources and
 # build scripts for unused names and import order (F, I; the full rule set would reflow the notebooks' prose-like code).
 LINT = $(BIN)/ruff check diffnb tests && $(BIN)/ruff check --select F,I notebooks/*.py notebooks/build/*.py
 test: $(STAMP)
 	$(LINT)
-	$(PAR) $(PYTEST) tests -m "not slow" --ignore=tests/browser --durations=12 $(XDIST)
-	$(NBVAL)
-	$(BROWSER_SUITE)
+	@if [ -z "$(CHROMIUM)" ]; then echo "browser suite (tests/browser) skipped: $(NO_CHROMIUM)"; fi
+	$(if $(CHROMIUM),DIFFNB_CHROMIUM=$(CHROMIUM)) $(SUITE) -m "not slow" $(if $(CHROMIUM),tests/browser)
 
 check: $(STAMP)
 	$(LINT)
-	$(PAR) $(PYTEST) tests --ignore=tests/browser --durations=20 $(XDIST)
-	$(NBVAL)
+	$(SUITE) --ignore=tests/browser
 
-# make check, then the browser suite with Chromium required: what CI (.ci/run) runs, in the README's Testing section
-# with its measured time.
-check-all: check
-	$(MAKE) browser REQUIRE_BROWSER=1
+check-all: $(STAMP)
+	@if [ -z "$(CHROMIUM)" ]; then echo "error: make check-all runs the browser suite (tests/browser): $(NO_CHROMIUM)" >&2; \
+	  exit 1; fi
+	$(LINT)
+	DIFFNB_CHROMIUM=$(CHROMIUM) $(SUITE) tests/browser
 
+# The browser suite alone, one notebook at a time on a machine it has to itself: the redraw times to quote.
 browser: $(STAMP)
-	$(BROWSER_SUITE)
+	@if [ -z "$(CHROMIUM)" ]; then echo "error: $(NO_CHROMIUM)" >&2; exit 1; fi
+	DIFFNB_CHROMIUM=$(CHROMIUM) $(PYTEST) tests/browser -v -s
 
 # Maintainers: each notebook's source is the jupytext percent file notebooks/NN_name.py (edit that, not the .ipynb).
 #   make notebook NB=03   sync notebooks/03_*.ipynb from its source, execute it in place, normalise metadata

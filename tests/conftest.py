@@ -19,29 +19,40 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-# pytest-xdist (`make test` / `make check`: -n 2 --dist loadfile --no-loadscope-reorder) hands out whole files in
-# collection order, and a worker takes the next file when two tests of its own are left. The files that take longest
-# go first (longest processing time first), so that the files handed out last are short ones. xdist's own order (most
-# tests first) handed out test_quality_eta0.py (one test, 512 s) last, after test_p2plus_bars.py (four tests, 240 s):
-# replayed from the measured durations, its two workers end about 450 s apart (1,376 s, against 1,325 s measured on
-# 2026-11-29), where this order ends them together (1,152 s). The seconds are one worker's (one torch thread) in
-# `make check` on this 2-core machine, from `--durations` (2026-11-29; the three marked * have been cut since, to
-# about 212, 230 and 25 s; this order still simulates best, 1,098 s); the rest of the files come after, in
-# collection order.
-HEAVY_FIRST = ("test_quality.py",              # 769 s: toy-t2i eta 1 (502 s), toy-ddpm (149 s), editability (53 s)
-               "test_quality_eta0.py",         # 512 s: toy-t2i eta 0
-               "test_guidance_bars.py",        # 268 s *
-               "test_p2plus_bars.py",          # 247 s *
-               "test_inversion_bars.py",       # 107 s
-               "test_rectifier.py",            # 105 s
-               "test_stylediffusion_bars.py",  # 68 s
-               "test_zoo.py",                  # 62 s *
-               "test_editing_bars.py")         # 52 s; every other file took under 35 s
+# `make test`, `make check` and `make check-all` run the tests, the notebooks under nbval and (check-all) the browser
+# suite in one pytest-xdist session (-n 2 --dist loadfile --no-loadscope-reorder), which hands out whole files in
+# collection order; a worker takes the next file when two tests of its own are left. The files that take longest go
+# first (longest processing time first), so that the files handed out last are short ones and both workers end
+# together. xdist's own order (most tests first) handed out test_quality_eta0.py (one test, 512 s) last: replayed from
+# the measured durations, its two workers ended about 450 s apart. The seconds are one worker's (one torch thread,
+# the other core busy) on this 2-core machine: the test files from `--durations` (2026-11-29/30), a notebook from its
+# nbval cells, the browser suite from its eight Restart-and-Run-All runs, slider moves and page loads (estimates
+# where marked ~, from two-thread runs; 2026-11-30). Every other file comes after, in collection order.
+LONGEST_FIRST = (
+    "test_lab.py",                  # ~1,000 s: the browser suite, all 8 notebooks (tests/browser; check-all only)
+    "test_quality.py",              # 769 s: toy-t2i eta 1 (502 s), toy-ddpm (149 s), editability (53 s)
+    "test_quality_eta0.py",         # 512 s: toy-t2i eta 0
+    "test_p2plus_bars.py",          # 243 s
+    "test_guidance_bars.py",        # 212 s
+    "08_gradient_guidance.ipynb",   # ~200 s
+    "06_p2plus.ipynb",              # ~130 s
+    "05_stylediffusion.ipynb",      # ~115 s
+    "03_rectifier.ipynb",           # ~110 s
+    "test_inversion_bars.py",       # 107 s
+    "test_rectifier.py",            # 105 s
+    "02_inversion.ipynb",           # ~95 s
+    "04_editing_training.ipynb",    # ~90 s
+    "01_diffusion_basics.ipynb",    # ~75 s
+    "test_stylediffusion_bars.py",  # 68 s
+    "test_editing_bars.py",         # 52 s
+    "07_sdd_hqs.ipynb",             # ~45 s; every other file took under 35 s
+)
 
 
 def pytest_collection_modifyitems(config, items):
-    """The files of HEAVY_FIRST first, in that order; within a file, and for every other file, collection order."""
-    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    """The files of LONGEST_FIRST first, in that order; within a file, and for every other file, collection order.
+    (A session-wide hook: it orders the notebooks and the browser suite too when the command line names them.)"""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))     # stable
 
 

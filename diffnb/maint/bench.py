@@ -144,7 +144,9 @@ def browser_redraw_results(path: Path = BROWSER_TIMES) -> list[Result]:
         return []
     notebooks = json.loads(path.read_text()).get("notebooks", {})
     return [Result(f"nb{stem[:2]}_slider_redraw_browser_s", max(moves), "s",
-                   f"browser: slowest of {len(moves)} moves, {entry.get('measured', '?')} (make browser)")
+                   f"browser: slowest of {len(moves)} moves, {entry.get('measured', '?')}, "
+                   + ("alone (make browser)" if entry.get("alone", True) else
+                      f"beside other tests (make check-all, load {entry.get('load_1min', '?')}): slower than alone"))
             for stem, entry in sorted(notebooks.items())
             if (moves := [c["redraw_s"] for c in entry.get("controls", [])])]
 

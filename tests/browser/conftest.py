@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from harness import ARTIFACTS, HERE, INSTALL, NOTEBOOKS, START_TIMEOUT_S, TIMES, VIEWPORT, find_chromium
+from harness import ARTIFACTS, HERE, INSTALL, LOG, NOTEBOOKS, START_TIMEOUT_S, TIMES, VIEWPORT, alone, find_chromium
 
 
 def pytest_collection_modifyitems(config, items):
@@ -35,6 +35,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if HERE in Path(str(item.fspath)).resolve().parents:
             item.add_marker(skip)
+
+
+_STARTED = time.time()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """This run's browser times (LOG), when the suite ran: under pytest-xdist its workers' prints are not shown."""
+    if not LOG.exists() or LOG.stat().st_mtime < _STARTED or getattr(config, "workerinput", None) is not None:
+        return
+    terminalreporter.section("browser suite: Restart Kernel and Run All, and every control's redraw")
+    for line in LOG.read_text().splitlines():
+        if line.strip():
+            terminalreporter.write_line(line)
 
 
 def _free_port() -> int:
@@ -203,6 +216,7 @@ def browser(chromium, tmp_path_factory):
 def times():
     """Collects the run-all and redraw times; merged into TIMES at the end (earlier notebooks' entries kept)."""
     ARTIFACTS.mkdir(exist_ok=True)
+    LOG.write_text(f"# {'alone' if alone() else 'beside other tests (slower than on a quiet machine)'}\n")
     measured: dict = {}
     yield measured
     if not measured:

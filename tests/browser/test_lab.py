@@ -15,11 +15,12 @@ last screen go to tests/browser/artifacts/NN_name_first.png and _last.png.
 from __future__ import annotations
 
 import io
+import os
 import re
 import time
 
 import pytest
-from harness import ARTIFACTS, NOTEBOOKS, VIEWPORT, now
+from harness import ARTIFACTS, NOTEBOOKS, VIEWPORT, alone, now, report
 
 MAX_NOTCHES = 10             # moves of one control before "it never changes the picture" fails
 # widgets.interactive_grid sets the image, then the status line under it: either one changing ends a redraw
@@ -179,13 +180,13 @@ def test_notebook_in_jupyterlab(path, lab, browser, times):
     base, token, _ = lab
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
-    entry = {"measured": now(), "controls": []}
+    entry = {"measured": now(), "alone": alone(), "load_1min": round(os.getloadavg()[0], 2), "controls": []}
     shots = ARTIFACTS / path.stem
     try:
         open_notebook(page, base, token, path.name)
         state, seconds = restart_and_run_all(page, path.name)
         entry["run_all_s"] = round(seconds, 2)
-        print(f"\n{path.stem}: Restart Kernel and Run All Cells took {seconds:.1f} s")
+        report(f"\n{path.stem}: Restart Kernel and Run All Cells took {seconds:.1f} s")
         errors = describe_errors(state)
         if errors:
             pytest.fail(f"{path.name} shows errors in the browser:\n" + "\n".join(errors), pytrace=False)
@@ -226,12 +227,12 @@ def test_notebook_in_jupyterlab(path, lab, browser, times):
                 page.wait_for_timeout(100)                     # the new picture painted
                 if image.get_attribute("src") != old_src:
                     break
-                print(f"{path.stem}: {what}: redrawn in {seconds:.2f} s to the same picture; one more notch")
+                report(f"{path.stem}: {what}: redrawn in {seconds:.2f} s to the same picture; one more notch")
             else:
                 pytest.fail(f"{path.name}: cell {c['cell']} {c['kind']} {c['name']!r}: {MAX_NOTCHES} moves from the "
                             f"keyboard never changed the picture", pytrace=False)
             changed = pixels_changed(before, image.screenshot())
-            print(f"{path.stem}: {what}: redraw {seconds:.2f} s, {changed:.1%} of the image's pixels changed"
+            report(f"{path.stem}: {what}: redraw {seconds:.2f} s, {changed:.1%} of the image's pixels changed"
                   + (f" (after {notch} moves)" if notch > 1 else ""))
             entry["controls"].append({"cell": c["cell"], "kind": c["kind"], "name": c["name"], "from": old,
                                       "to": new, "moves": notch, "redraw_s": round(seconds, 3),
