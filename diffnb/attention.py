@@ -48,6 +48,7 @@ from .attention_control import (  # noqa: F401  (the mechanism, importable from 
     token_index,
     word_maps,
 )
+from .reuse import same
 
 
 def binarise(maps: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -83,6 +84,18 @@ class LocalBlend:
             if not s and not t:
                 raise ValueError(f"none of the local-blend words {ws} is in the prompts ({p!r} ...)")
         self.sum, self.count = None, 0
+
+    def settings(self) -> tuple:
+        """What shapes the blend besides the maps (for `EditCache`)."""
+        return (self.res, self.threshold, self.start_step, self.src_tokens, self.tgt_tokens)
+
+    def state(self) -> tuple:
+        """The maps gathered so far (for `EditCache`: a resumed edit restores them)."""
+        return (None if self.sum is None else self.sum.clone(), self.count)
+
+    def restore(self, state: tuple) -> None:
+        total, self.count = state
+        self.sum = None if total is None else total.clone()
 
     def collect(self, cond_maps: torch.Tensor) -> None:
         """cond_maps: (n_pairs, 2, queries, keys) head-averaged conditional cross-attention at this layer."""
@@ -134,6 +147,16 @@ class EditController(AttentionController):
     @property
     def num_pairs(self) -> int:
         return len(self.source_prompts)
+
+    def windows(self, i: int, n: int) -> tuple:
+        """What the windows decide at step i of n (the test of `active`): two controllers that differ only in their
+        τ's act alike at the steps where these agree (`EditCache` resumes from the first step where they do not)."""
+        return (i < self.tau_c * n, i < self.tau_s * n, i < self.tau_u * n)
+
+    def settings(self) -> tuple:
+        """Everything besides the windows that shapes the edit (tensors are compared by value; `EditCache`)."""
+        return (type(self).__name__, self.self_max_queries,
+                None if self.local_blend is None else self.local_blend.settings())
 
     def cross_edit(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         """(n_pairs, heads, queries, keys) source and target cross-attention -> the target's new maps."""
@@ -245,6 +268,9 @@ class Reweight(EditController):
                                                   tau_c=self.tau_c, tau_s=self.tau_s, tau_u=self.tau_u)
         self.word, self.scale = word, float(scale)
 
+    def settings(self) -> tuple:
+        return super().settings() + (self.word, self.scale, type(self.base).__name__)
+
     def cross_edit(self, src, tgt):
         return self.base.cross_edit(src, tgt) * self.equalizer.to(src.device, src.dtype).view(src.shape[0], 1, 1, -1)
 
@@ -261,19 +287,53 @@ class EditResult:
     seconds: float = 0.0
     source_prompts: list = field(default_factory=list)
     target_prompts: list = field(default_factory=list)
+    start_step: int = 0            # the step denoising started from: 0, or where an EditCache let it resume
+
+
+class EditCache:
+    """Reuse between calls of `edit` for a slider: a call that differs from the last one only in its windows (τ_c,
+    τ_s, τ_u; τ_v for StyleDiffusion) computes the same steps as the last call up to the first step at which the
+    windows decide differently, so it resumes there from the stored latents (and local blending's maps gathered so
+    far) instead of starting from x_T. The result is the same as a full run, bit for bit: the same batch goes through
+    the same steps. Any other change (x_T, prompts, guidance, steps, null embeddings, the controller's type, a
+    re-weighting factor, the blend's words) runs in full and starts a new record. `start_step` says where the last
+    call resumed (0: a full run); each call stores n + 1 latents of the whole batch.
+
+        cache = attention.EditCache()
+        def redraw(tau_c):                              # a slider: only the steps from i = min(old, new) * T rerun
+            return attention.edit(bundle, Replace(tok, src, tgt, tau_c=tau_c), x_T=x_T, cache=cache).target
+    """
+
+    def __init__(self):
+        self.key, self.windows, self.latents, self.blend_states, self.start_step = None, [], [], [], 0
+
+    def __repr__(self) -> str:
+        return (f"EditCache({len(self.latents)} latents stored, last call resumed at step {self.start_step})"
+                if self.key is not None else "EditCache(empty)")
+
+    def resume_point(self, key: tuple, windows: list) -> int:
+        """The step to resume from for a call with this key and these per-step windows (0: nothing to reuse)."""
+        if self.key is None or not same(self.key, key) or len(windows) != len(self.windows):
+            return 0
+        return next((i for i, (a, b) in enumerate(zip(windows, self.windows)) if a != b), len(windows))
 
 
 @torch.no_grad()
 def edit(bundle, controller: EditController, x_T: Optional[torch.Tensor] = None, guidance_scale: float = 5.0,
          num_inference_steps: int = 25, generator: Optional[torch.Generator] = None,
-         null_embeddings: Optional[list] = None, inverted: Optional[bool] = None) -> EditResult:
+         null_embeddings: Optional[list] = None, inverted: Optional[bool] = None,
+         cache: Optional[EditCache] = None) -> EditResult:
     """Denoise every (source, target) pair of `controller` together from the same x_T with DDIM (eta 0,
     `t2i.denoise`), the controller installed on the UNet for the duration. For a real image pass its inversion:
     `x_T = inv.x_T` and `null_embeddings = inv.null_embeddings` (null-text inversion's per-step unconditional
     embeddings, shared by source and target). Without x_T the noise is drawn from `generator` (CPU).
     inverted: whether x_T comes from an inversion (then DDIM runs without clipping P_t, to retrace it); by default
-    True when null_embeddings are given."""
+    True when null_embeddings are given.
+    cache: an `EditCache`, for sliders that move the windows: the steps before the first one they change are reused
+    from the last call (same result)."""
     t2i.check_run(bundle, guidance_scale, num_inference_steps)
+    if cache is not None and not isinstance(cache, EditCache):
+        raise TypeError(f"cache must be an attention.EditCache or None, got {type(cache).__name__}")
     x_T = draw_x_T(bundle, controller.num_pairs, x_T, generator)
     if null_embeddings is not None and len(null_embeddings) != num_inference_steps:
         raise ValueError(f"null_embeddings has {len(null_embeddings)} steps but num_inference_steps is "
@@ -282,10 +342,30 @@ def edit(bundle, controller: EditController, x_T: Optional[torch.Tensor] = None,
     cond = t2i.encode_prompt(bundle, prompts)
     uncond = (t2i.null_embedding(bundle, len(prompts)) if null_embeddings is None
               else [n.repeat_interleave(2, dim=0) for n in null_embeddings])
+    inverted = null_embeddings is not None if inverted is None else inverted
     start = time.perf_counter()
+    n, x, first, callback = int(num_inference_steps), x_T.repeat_interleave(2, dim=0), 0, None
+    blend = controller.local_blend
+    if cache is not None:
+        key = (x_T.clone(), prompts, float(guidance_scale), n, inverted, null_embeddings, controller.settings())
+        windows = [controller.windows(i, n) for i in range(n)]
+        first = cache.resume_point(key, windows)
+        if first > 0:
+            x = cache.latents[first].clone()
+            if blend is not None:
+                blend.restore(cache.blend_states[first])
+        else:
+            cache.key, cache.latents = key, [x]
+            cache.blend_states = [blend.state() if blend is not None else None]
+        cache.windows, cache.start_step = windows, first
+        del cache.latents[first + 1:], cache.blend_states[first + 1:]
+
+        def callback(i, t, x_prev):
+            cache.latents.append(x_prev.clone())
+            cache.blend_states.append(blend.state() if blend is not None else None)
     with controlled(bundle.unet, controller):
-        x = t2i.denoise(bundle, x_T.repeat_interleave(2, dim=0), cond, uncond, guidance_scale, num_inference_steps,
-                        inverted=null_embeddings is not None if inverted is None else inverted, controller=controller)
+        x = t2i.denoise(bundle, x, cond, uncond, guidance_scale, n, start_index=first, inverted=inverted,
+                        controller=controller, callback=callback)
     images = t2i.decode(bundle, x).cpu()
     return EditResult(images[0::2], images[1::2], controller, time.perf_counter() - start,
-                      list(controller.source_prompts), list(controller.target_prompts))
+                      list(controller.source_prompts), list(controller.target_prompts), first)

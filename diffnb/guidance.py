@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from . import sampling, world
+from .reuse import same
 
 
 # ------------------------------------------------------------------------------------------------
@@ -222,11 +223,63 @@ def _generators(generator, batch_size):
     return generator
 
 
+class PrefixCache:
+    """Reuse between calls of `guided_sample` that draw the same images: every step before t1 is plain sampling, the
+    same in every call that starts from the same x_T with the same generators, model, scheduler, steps and eta. A call
+    with a cache resumes from the latest state it holds for those images at or before its t1 (an empty range,
+    t1 = t2, guides no step: it may resume anywhere), and stores its state at t1 and at each of the cache's `at` steps
+    that it passes before its first guided step: the sampler's latent, the running sum of P_t, and each generator's
+    state (so the noise that eta draws after the resumed step is the same too). The result is the same as a full
+    run, bit for bit (the same batch through the same steps). A model changed in place misses (the key holds its
+    parameters' version counters). States are kept for the `max_runs` image sets used last; calls with
+    keep_pred_x0=True neither use nor fill the cache.
+
+        prefix = guidance.PrefixCache(at=(12,))
+        pool = guided_sample(unet, sched, f, 0.0, 0, 0, generator=0, batch_size=20, prefix=prefix)  # stores step 12
+        a = guided_sample(unet, sched, f, 1.0, 12, 25, generator=0, batch_size=20, prefix=prefix)   # resumes at 12
+    """
+
+    def __init__(self, at=(), max_runs: int = 8):
+        if not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in at):
+            raise ValueError(f"at must list step indices (positive integers), got {at!r}")
+        self.at, self.max_runs = tuple(sorted(set(at))), int(max_runs)
+        self.runs, self.steps_saved = [], 0       # runs: [(key, {step: state})], most recently used last
+
+    def __repr__(self) -> str:
+        return (f"PrefixCache(at={self.at}: {len(self.runs)} image sets, {self.steps_saved} sampling steps reused "
+                f"so far)")
+
+    def states(self, model, scheduler, num_inference_steps, eta, x_T, generator, device) -> dict:
+        """{step index: (x, running sum of P_t, generator states)} for these images (a new, empty record if none)."""
+        key = (id(model), tuple(p._version for p in model.parameters()), type(scheduler).__name__,
+               dict(scheduler.config), int(num_inference_steps), float(eta), x_T.clone(),
+               _generator_states(generator), str(device))
+        for i, (k, states) in enumerate(self.runs):
+            if same(k, key):
+                self.runs.append(self.runs.pop(i))        # most recently used last
+                return states
+        self.runs.append((key, {}))
+        del self.runs[:-self.max_runs]
+        return self.runs[-1][1]
+
+
+def _generator_states(generator):
+    if generator is None:
+        return None
+    return [generator.get_state()] if isinstance(generator, torch.Generator) else [g.get_state() for g in generator]
+
+
+def _restore_generators(generator, states) -> None:
+    if generator is not None:
+        for g, st in zip([generator] if isinstance(generator, torch.Generator) else generator, states):
+            g.set_state(st)
+
+
 @torch.no_grad()
 def guided_sample(model, scheduler, fn: Callable, lam, t1: int, t2: int, batch_size: int = 8,
                   num_inference_steps: int = 50, eta: float = 1.0, mask: Optional[torch.Tensor] = None,
                   generator=None, x_T: Optional[torch.Tensor] = None, mode: str = "x",
-                  keep_pred_x0: bool = False, device=None) -> GuidanceResult:
+                  keep_pred_x0: bool = False, device=None, prefix: Optional[PrefixCache] = None) -> GuidanceResult:
     """Alg. 1 with a diffusers DDIMScheduler. mode="x" (the thesis): after each step whose index lies in
     [t1, t2), nudge x_{t-1} using P_{t-1} (one extra UNet call with gradients). mode="eps" (universal guidance,
     Eq. 13): shift the noise prediction instead, eps_hat = eps + sqrt(1 - alpha_bar_t) grad_x(lam f(P_t)); the
@@ -237,7 +290,9 @@ def guided_sample(model, scheduler, fn: Callable, lam, t1: int, t2: int, batch_s
 
     Names are the thesis's: `lam` is its guidance strength lambda (`lambda` is a Python keyword), and t1, t2 are
     indices of the reverse process (0 is the noisiest step), not timesteps, as the thesis defines them ("the terms t_1
-    and t_2 are defined as indices of the reverse process")."""
+    and t_2 are defined as indices of the reverse process").
+
+    prefix: a `PrefixCache`; calls that draw the same images reuse the unguided steps before t1 (same result)."""
     from diffusers.utils.torch_utils import randn_tensor
     if mode not in ("x", "eps"):
         raise ValueError(f"mode must be 'x' (Alg. 1, nudge x_t) or 'eps' (Eq. 13, shift the noise), got {mode!r}")
@@ -252,10 +307,26 @@ def guided_sample(model, scheduler, fn: Callable, lam, t1: int, t2: int, batch_s
     x_T = randn_tensor(shape, generator=generator, device=torch.device("cpu")) if x_T is None else x_T
     x, lam = x_T.to(dev), lam.to(dev)
     mask = _check_mask(mask, x)
+    if prefix is not None and not isinstance(prefix, PrefixCache):
+        raise TypeError(f"prefix must be a guidance.PrefixCache or None, got {type(prefix).__name__}")
     scheduler.set_timesteps(num_inference_steps)
     ts = list(scheduler.timesteps)
     scores, pred_sum, preds = [], torch.zeros_like(x), []
+    first, stored = 0, None
+    if prefix is not None and not keep_pred_x0:
+        stored = prefix.states(model, scheduler, num_inference_steps, eta, x_T, generator, dev)
+        guided_from = t1 if t1 < t2 else len(ts)          # the first step with guidance (none: the end)
+        keep_at = {k for k in prefix.at + (t1,) if 0 < k <= guided_from and k < len(ts)}
+        first = max((k for k in stored if k <= guided_from), default=0)
+        if first:
+            x, pred_sum = stored[first][0].clone(), stored[first][1].clone()
+            _restore_generators(generator, stored[first][2])
+            prefix.steps_saved += first
     for i, t in enumerate(ts):
+        if i < first:
+            continue
+        if stored is not None and i in keep_at and i not in stored:
+            stored[i] = (x.clone(), pred_sum.clone(), _generator_states(generator))
         if mode == "eps" and t1 <= i < t2:
             a_t = scheduler.alphas_cumprod[int(t)]
             # one UNet call (with gradients) gives both eps_theta(x_t) and grad_x lam f(P_t): no second call
@@ -280,13 +351,13 @@ def guided_sample(model, scheduler, fn: Callable, lam, t1: int, t2: int, batch_s
 # ------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def edit_ddim_inverted(model, scheduler, inv, fn: Callable, lam, t1: int, t2: int,
-                       mask: Optional[torch.Tensor] = None) -> GuidanceResult:
+                       mask: Optional[torch.Tensor] = None, prefix: Optional[PrefixCache] = None) -> GuidanceResult:
     """Alg. 1 from a DDIM-inverted x_T (inversion.ddim_invert), sampling back deterministically (eta = 0, no
-    clipping, as inversion needs). With lam = 0 this is the DDIM reconstruction."""
+    clipping, as inversion needs). With lam = 0 this is the DDIM reconstruction. prefix: see `guided_sample`."""
     from .inversion import inversion_schedulers
     fwd, _ = inversion_schedulers(scheduler)
     return guided_sample(model, fwd, fn, lam, t1, t2, num_inference_steps=len(inv.timesteps), eta=0.0,
-                         mask=mask, x_T=inv.x_T)
+                         mask=mask, x_T=inv.x_T, prefix=prefix)
 
 
 @torch.no_grad()
@@ -367,14 +438,14 @@ def attribute_edits(model, scheduler, attr_net, attribute: str, target: bool = T
                     seg_net: Optional[torch.nn.Module] = None, only_lacking: bool = True, seed: int = 0,
                     batch_size: int = 100, candidates: int = 400,
                     samples: Optional[torch.Tensor] = None, hold: Optional[str] = None,
-                    hold_weight: float = 0.2) -> AttributeEdit:
+                    hold_weight: float = 0.2, prefix: Optional[PrefixCache] = None) -> AttributeEdit:
     """Sample images, keep the first `n` whose attribute differs from `target` (only_lacking) or the first n,
     and edit each from its own x_T and noise with AttributeLogit guidance, masked to ATTRIBUTE_REGIONS when a
     segmentation net is given. Every image has its own generator, so results do not depend on batching.
     `samples`, if given, are the unguided samples of seeds seed, seed + 1, ... (as `guided_sample(...,
     generator=seed)` draws them with the same steps and eta): they are used instead of sampling candidates again.
     `hold` names a second binary attribute to hold at its value on the original with Eq. 17's regulariser
-    (weight `hold_weight`)."""
+    (weight `hold_weight`). prefix: a `PrefixCache` for the edits (see `guided_sample`)."""
     fn = AttributeLogit(attr_net, attribute, target)
     if hold is not None and (hold not in world.BINARY or hold == attribute):
         raise ValueError(f"hold must be a binary attribute other than {attribute!r}; "
@@ -409,7 +480,7 @@ def attribute_edits(model, scheduler, attr_net, attribute: str, target: bool = T
             chunk_fn = Regularised(fn, g, g_x0, keep=True, weight=hold_weight)
         afters.append(guided_sample(model, scheduler, chunk_fn, lam, t1, t2, batch_size=len(chunk),
                                     num_inference_steps=num_inference_steps, eta=eta, mask=mask,
-                                    generator=gens).images)
+                                    generator=gens, prefix=prefix).images)
     after = torch.cat(afters)
     return AttributeEdit(attribute, target, lam, t1, t2, seeds, before, after, _logits(attr_net, before),
                          _logits(attr_net, after))

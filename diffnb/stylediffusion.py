@@ -265,6 +265,12 @@ class StyleEdit(attention.Replace):
         self.tau_v = float(tau_v)
         self.learned = inv.embeddings()
 
+    def windows(self, i, n):
+        return super().windows(i, n) + (i < self.tau_v * n,)
+
+    def settings(self):
+        return super().settings() + (self.learned,)
+
     def at(self, step):
         if step.num_steps != len(self.learned):
             raise ValueError(f"the mapping networks were trained for {len(self.learned)} steps; edit with "
@@ -282,17 +288,19 @@ class StyleEdit(attention.Replace):
 
 
 def p2plus_edit(bundle, inv: StyleInversion, pairs, tau_v: float = 0.6, tau_c: float = 0.6, tau_s: float = 0.8,
-                tau_u: float = 0.5, local_blend: bool = True, threshold: float = 0.5):
+                tau_u: float = 0.5, local_blend: bool = True, threshold: float = 0.5,
+                cache: Optional[attention.EditCache] = None):
     """StyleDiffusion + P2Plus on editbench pairs whose images `inv` inverted (same order, source captions):
     `StyleEdit` with Prompt-to-Prompt's local blending on the edited word and its replacement. Returns the
-    attention.EditResult (source = reconstruction, target = edit)."""
+    attention.EditResult (source = reconstruction, target = edit). cache: an `attention.EditCache`, for a slider
+    that moves the τ's (the steps before the first one a move changes are reused; same result)."""
     sources, targets = [p.source for p in pairs], [p.target for p in pairs]
     blend = attention.LocalBlend(bundle.tokenizer, sources, targets, [[p.word, p.target_word] for p in pairs],
                                  threshold=threshold) if local_blend else None
     ctrl = StyleEdit(bundle.tokenizer, inv, sources, targets, tau_v=tau_v, tau_c=tau_c, tau_s=tau_s, tau_u=tau_u,
                      local_blend=blend)
     return attention.edit(bundle, ctrl, x_T=inv.x_T, guidance_scale=inv.guidance_scale,
-                          num_inference_steps=inv.num_inference_steps, inverted=True)
+                          num_inference_steps=inv.num_inference_steps, inverted=True, cache=cache)
 
 
 @torch.no_grad()

@@ -62,7 +62,6 @@ N_GAP = 32                   # images behind the gap-against-t curve
 TRAIN_STEPS = 8              # the live fit of one fixed batch (the shipped run: see its card)
 STRENGTHS = (0.3, 0.5, 0.7)  # SDEdit strengths
 HELD_OUT = reconbench.HELD_OUT_SEED   # world seeds no model trained on
-torch.set_num_threads(2)
 ddpm = zoo.load("toy-ddpm")
 rect = zoo.load("toy-rectifier").model
 attr = zoo.load("toy-attr").model

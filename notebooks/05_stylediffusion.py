@@ -764,7 +764,9 @@ assert D_[0] > F_[0] - 2, (
 # branch computes: the two images are identical up to that point, and the edit happens in the remaining
 # $1 - \min(\tau_v, \tau_c)$ of the steps (and τ_u acts only if it is longer than $\min(\tau_v, \tau_c)$). With the
 # official defaults (τ_v = τ_c = 0.6) that is the last 40% of the steps. The pairs are the first colour, attribute
-# and subject swap of §5 (pairs 0, 4 and 8; about a second per new setting); rows: photo, reconstruction, edit.
+# and subject swap of §5 (pairs 0, 4 and 8); rows: photo, reconstruction, edit. For the same reason a slider move
+# changes nothing before step min(old, new)·T, so the redraw resumes there from the last drawing's latents
+# (`attention.EditCache`: the images are a full run's, bit for bit); the status line gives each redraw's time.
 
 # %%
 # pick, sd_pick, pick_pairs: §5's live pairs 0, 4 and 8
@@ -773,8 +775,10 @@ display(Markdown(
     f"succeeds in {ok_sd.mean():.0%} of the {len(ok_sd)} shipped pairs (§5); of these three: "
     + ", ".join(f"{partial[i].kind} {'edited' if ok['StyleDiffusion + P2Plus'][i] else 'not edited'}" for i in pick) + "."))
 
+reuse = attention.EditCache()          # the last drawing's latents, step by step
+
 def redraw(tau_v, tau_u, tau_c):
-    out = S.p2plus_edit(bundle, sd_pick, pick_pairs, tau_v=tau_v, tau_c=tau_c, tau_s=TAU_S, tau_u=tau_u)
+    out = S.p2plus_edit(bundle, sd_pick, pick_pairs, tau_v=tau_v, tau_c=tau_c, tau_s=TAU_S, tau_u=tau_u, cache=reuse)
     return torch.cat([p_imgs[pick], out.source, out.target])
 
 widgets.interactive_grid(redraw, nrow=3, scale=7,

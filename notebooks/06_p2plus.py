@@ -868,16 +868,20 @@ for (tu, blend), e in live_sweep.items():
 # ## 5. Try it: the windows, the weight and the guidance
 # Move the sliders: τ_c and τ_s (how long P2P injects), τ_u (P2Plus; 0 is P2P), the re-weight factor of 'smiling'
 # (a word both pairs share), and the guidance scale. The picture shows source, then target, for a colour swap and a
-# subject swap of generated images (about a second per new setting).
+# subject swap of generated images. Moving a τ changes what happens only from step min(old, new)·T on, so the
+# redraw resumes there from the last drawing's latents (`attention.EditCache`; the images are a full run's, bit for
+# bit, as `tests/test_attention.py` checks). The re-weight factor and the guidance scale act from the first step,
+# so they redraw everything. The status line under the picture gives each redraw's time.
 
 # %%
 x_T_s = torch.randn(2, *t2i.latent_shape(bundle), generator=torch.Generator().manual_seed(SEED + 3))
 s_src = ["a smiling person with black hair on a yellow background"] * 2
 s_tgt2 = ["a smiling person with red hair on a yellow background", "a smiling cat with black fur on a yellow background"]
+reuse = attention.EditCache()          # the last drawing's latents, step by step
 
 def redraw(tau_c, tau_s, tau_u, weight, w):
     ctrl = attention.Reweight(tok, s_src, s_tgt2, word="smiling", scale=weight, tau_c=tau_c, tau_s=tau_s, tau_u=tau_u)
-    out = attention.edit(bundle, ctrl, x_T=x_T_s, guidance_scale=w, num_inference_steps=STEPS)
+    out = attention.edit(bundle, ctrl, x_T=x_T_s, guidance_scale=w, num_inference_steps=STEPS, cache=reuse)
     return torch.stack([out.source, out.target], 1).reshape(-1, 3, 32, 32)
 
 widgets.interactive_grid(redraw, nrow=4, scale=5,

@@ -99,15 +99,24 @@ print(ddpm.source, "|", perceptual.name)
 # First, the images we will edit: `N_TABLE` unguided samples, the pool that every section below draws its examples
 # from by a fixed rule. Image $i$ always comes from generator seed `SEED + i`, and an edit re-draws it from the same
 # $\mathbf x_T$ and the same per-step noise, so any difference is the guidance's.
+#
+# That also means the steps before $t_1$ are the same plain sampling in every edit of the same images. `draw` keeps
+# the state at those steps (`guidance.PrefixCache`: the latent, and each generator's state for the noise that
+# η = 1 draws later) and resumes from it; the images are a full run's, bit for bit (`tests/test_guidance.py`).
 
 # %%
-def draw(fn=None, lam=0.0, t1=0, t2=0, n=N_SHOW, seed=SEED, mask=None, mode="x", keep_pred_x0=False, seeds=None):
-    """Alg. 1 on images seed, seed + 1, ... (or on the images of the given `seeds`), each with its own generator."""
+prefix = guidance.PrefixCache(at=(T1_ATTR,))     # the unguided draws keep their state at step T1_ATTR too
+
+
+def draw(fn=None, lam=0.0, t1=0, t2=0, n=N_SHOW, seed=SEED, mask=None, mode="x", keep_pred_x0=False, seeds=None,
+         reuse=True):
+    """Alg. 1 on images seed, seed + 1, ... (or on the images of the given `seeds`), each with its own generator;
+    reuse=False runs every step (no `prefix`)."""
     fn = fn if fn is not None else guidance.Colour(0, 0.0)
     gens = seed if seeds is None else [torch.Generator().manual_seed(s) for s in seeds]
     return guidance.guided_sample(ddpm.unet, ddpm.scheduler, fn, lam, t1, t2, batch_size=n if seeds is None else len(seeds),
                                   num_inference_steps=STEPS, eta=ETA, mask=mask, generator=gens, mode=mode,
-                                  keep_pred_x0=keep_pred_x0, device=DEVICE)
+                                  keep_pred_x0=keep_pred_x0, device=DEVICE, prefix=prefix if reuse else None)
 
 t0 = time.time()
 pool = draw(n=N_TABLE).images
@@ -305,11 +314,13 @@ def first_lacking(edit, n):
 t0 = time.time()
 consistency = guidance.attribute_edits(ddpm.unet, ddpm.scheduler, attr, "smiling", True, LAM_ATTR, T1_ATTR, T2_ATTR,
                                        n=N_TABLE, num_inference_steps=STEPS, eta=ETA, seg_net=seg, seed=SEED,
-                                       only_lacking=False, samples=pool)      # every sample of the pool: §8's table
+                                       only_lacking=False, samples=pool,      # every sample of the pool: §8's table
+                                       prefix=prefix)
 table_seconds = time.time() - t0
 attr_edits = {name: guidance.attribute_edits(ddpm.unet, ddpm.scheduler, attr, name, True, LAM_ATTR, T1_ATTR, T2_ATTR,
                                              n=N_RATE, num_inference_steps=STEPS, eta=ETA, seg_net=seg, seed=SEED,
-                                             samples=pool) if name != "smiling" else first_lacking(consistency, N_RATE)
+                                             samples=pool, prefix=prefix)
+              if name != "smiling" else first_lacking(consistency, N_RATE)
               for name in ("glasses", "smiling", "hat")}
 success = {name: float(e.changed.float().mean()) for name, e in attr_edits.items()}
 show.rows([row for name, e in attr_edits.items() for row in
@@ -354,7 +365,7 @@ calls, counts = [], {}
 hook = ddpm.unet.register_forward_hook(lambda *_: calls.append(1))     # counts UNet forward calls
 for mode in ("x", "eps"):
     calls.clear()
-    draw(smile, LAM_ATTR, T1_ATTR, T2_ATTR, n=1, mode=mode)
+    draw(smile, LAM_ATTR, T1_ATTR, T2_ATTR, n=1, mode=mode, reuse=False)     # every step, to count them
     counts[mode] = len(calls)
 hook.remove()
 smile_edit = attr_edits["smiling"]
@@ -609,7 +620,8 @@ table = [header, "|" + " --- |" * (len(others) + 3),
          + f" | {lpips_edit:.3f} |"]
 display(Markdown(f"**Table 1 (ours)**: toy-attr accuracy on {N_TABLE} edits against the sources' labels, per attribute "
                  f"other than the target; {int(lacking.sum())} of the {N_TABLE} were not smiling "
-                 f"({table_seconds:.0f} s for the edits).\n\n" + "\n".join(table)))
+                 f"({table_seconds:.0f} s for the edits, their first {T1_ATTR} steps reused from the pool's draw)."
+                 f"\n\n" + "\n".join(table)))
 print("Table 1 (thesis, 100 CelebA-HQ DDPM edits towards old, λ = 5, [0, 95]):")
 print("↓ Young: 0.08  Attractive: 0.21  Bags under eyes: 0.43  Heavy makeup: 0.58  Gray hair: 0.71")
 
@@ -658,8 +670,9 @@ assert round(min(kept[k] for k in others), 6) >= 0.95 and edit_success >= 0.8, (
 photos = world.sample(N_RATE, seed=SEED + 300, domain="photo", smiling=False).images.to(DEVICE)
 photo_mask = guidance.region_mask(seg, photos, guidance.ATTRIBUTE_REGIONS["smiling"])
 ddim_inv = inversion.ddim_invert(ddpm.unet, ddpm.scheduler, photos, num_inference_steps=STEPS)
-ddim_rec = guidance.edit_ddim_inverted(ddpm.unet, ddpm.scheduler, ddim_inv, smile, 0.0, 0, 0).images
-ddim_edit = guidance.edit_ddim_inverted(ddpm.unet, ddpm.scheduler, ddim_inv, smile, LAM_ATTR, T1_ATTR, T2_ATTR, mask=photo_mask).images
+ddim_edit = guidance.edit_ddim_inverted(ddpm.unet, ddpm.scheduler, ddim_inv, smile, LAM_ATTR, T1_ATTR, T2_ATTR, mask=photo_mask,
+                                       prefix=prefix).images
+ddim_rec = guidance.edit_ddim_inverted(ddpm.unet, ddpm.scheduler, ddim_inv, smile, 0.0, 0, 0, prefix=prefix).images  # from the edit's step T1_ATTR
 ef_inv = inversion.edit_friendly_invert(ddpm.unet, ddpm.scheduler, photos, STEPS, generator=torch.Generator().manual_seed(SEED))
 ef_rec = guidance.edit_ddpm_inverted(ddpm.unet, ddpm.scheduler, ef_inv, smile, 0.0, 0, 0)
 ef_edit = guidance.edit_ddpm_inverted(ddpm.unet, ddpm.scheduler, ef_inv, smile, LAM_ATTR, T1_ATTR, T2_ATTR, mask=photo_mask)
@@ -699,9 +712,9 @@ assert real["DDPM"]["success"] >= 0.7, (
 # %% [markdown]
 # ## 10. Try it
 # Pick what to guide, its strength, the range and whether to mask; the picture shows the original and the edit of
-# one image, sample `SEED` (each redraw is one guided run of 25 steps; `python -m diffnb.bench` measures how long it
-# takes; settings you revisit are cached). The cell first shows a static picture of the default position, for
-# readers of the saved notebook.
+# one image, sample `SEED` (each redraw is one guided run of 25 steps, less the unguided steps before t1 that `draw`
+# kept from an earlier redraw; `python -m diffnb.bench` measures a full redraw; settings you revisit are cached). The
+# cell first shows a static picture of the default position, for readers of the saved notebook.
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -157,6 +157,42 @@ def test_local_blend_keeps_the_outside(bundle, x_T):
     assert d_blend < 0.5 * d_free
 
 
+def test_edit_cache_resumes_a_moved_window_with_the_full_runs_result(bundle, x_T):
+    """EditCache (a slider's reuse): moving a window resumes from the first step whose windows change, and gives a
+    full run's images bit for bit, local blending's gathered maps included; any other change runs in full."""
+    def run(cache, **kwargs):
+        lb = A.LocalBlend(bundle.tokenizer, SRC, TGT, words=["person", "cat", "robot"], threshold=0.3)
+        return A.edit(bundle, A.Replace(bundle.tokenizer, SRC, TGT, local_blend=lb, **kwargs), x_T=x_T,
+                      num_inference_steps=10, cache=cache)
+
+    cache = A.EditCache()
+    first = run(cache, tau_c=0.6)
+    assert first.start_step == 0
+    moved, full = run(cache, tau_c=0.8), run(None, tau_c=0.8)
+    assert moved.start_step == 6 and full.start_step == 0
+    assert torch.equal(moved.target, full.target) and torch.equal(moved.source, full.source)
+    assert not torch.equal(moved.target, first.target)
+    back = run(cache, tau_c=0.6)                       # back again: the last run's latents up to step 6 still hold
+    assert back.start_step == 6 and torch.equal(back.target, first.target)
+    again = run(cache, tau_c=0.6)                      # nothing moved: nothing to recompute
+    assert again.start_step == 10 and torch.equal(again.target, first.target)
+    u = run(cache, tau_c=0.6, tau_u=0.3)               # τ_u: from step 0 (it was 0), the same as a full run
+    assert u.start_step == 0 and torch.equal(u.target, run(None, tau_c=0.6, tau_u=0.3).target)
+    assert run(cache, tau_c=0.6, tau_u=0.5).start_step == 3
+    assert "resumed at step 3" in repr(cache)
+
+    def reweight(scale, x=x_T, w=5.0):
+        return A.edit(bundle, A.Reweight(bundle.tokenizer, SRC, TGT, word="background", scale=scale), x_T=x,
+                      guidance_scale=w, num_inference_steps=10, cache=cache)
+    assert reweight(2.0).start_step == 0                # another controller type
+    assert reweight(2.0).start_step == 10
+    assert reweight(3.0).start_step == 0                # another factor
+    assert reweight(3.0, w=6.0).start_step == 0         # another guidance scale
+    assert reweight(3.0, x=x_T + 0.1).start_step == 0   # another x_T
+    with pytest.raises(TypeError, match="cache must be an attention.EditCache"):
+        A.edit(bundle, A.Replace(bundle.tokenizer, SRC, TGT), x_T=x_T, num_inference_steps=2, cache={})
+
+
 def test_bad_input(bundle, x_T):
     with pytest.raises(ValueError, match="Refine"):
         A.Replace(bundle.tokenizer, ["a cat on a blue background"], ["a cat with glasses on a blue background"])

@@ -196,3 +196,44 @@ def test_a_bad_mask_is_blamed_on_the_mask_not_on_lambda(unet):
         with pytest.raises(ValueError, match=r"mask must hold values in \[0, 1\].*" + said):
             guidance.guided_sample(unet, sched(), guidance.Colour(0, 1.0), 1.0, 0, 2, batch_size=1,
                                    num_inference_steps=4, mask=mask)
+
+
+def test_prefix_cache_reuses_the_unguided_steps_with_a_full_runs_result(unet):
+    """guidance.PrefixCache: a call that draws the same images resumes at the latest stored step <= its t1, with the
+    generators' states restored (eta = 1 draws fresh noise every step), and gives a full run's images bit for bit."""
+    def go(fn, lam, t1, t2=10, prefix=None, gen=7, mode="x", keep=False):
+        return guidance.guided_sample(unet, sched(), fn, lam, t1, t2, batch_size=2, num_inference_steps=10, eta=1.0,
+                                      generator=gen, prefix=prefix, mode=mode, keep_pred_x0=keep)
+    cache = guidance.PrefixCache()
+    red, blue = guidance.Colour(0, 1.0), guidance.Colour(2, -1.0)
+    first = go(red, 5.0, 4, prefix=cache)
+    assert cache.steps_saved == 0 and torch.equal(first.images, go(red, 5.0, 4).images)
+    for fn, lam, t1, mode in [(blue, 5.0, 4, "x"), (red, 9.0, 6, "x"), (blue, 3.0, 6, "eps"), (red, 5.0, 5, "x")]:
+        full, reused = go(fn, lam, t1, mode=mode), go(fn, lam, t1, prefix=cache, mode=mode)
+        assert torch.equal(reused.images, full.images) and torch.equal(reused.mean_pred_x0, full.mean_pred_x0)
+        assert reused.scores == full.scores
+    assert cache.steps_saved == 4 + 4 + 6 + 4          # t1 = 6 resumed at 4, then at 6; t1 = 5 at 4
+    assert "18 sampling steps reused" in repr(cache)
+    other = go(red, 5.0, 6, prefix=cache, gen=8)         # other images: a full run
+    assert cache.steps_saved == 18 and torch.equal(other.images, go(red, 5.0, 6, gen=8).images)
+    unet_copy_version = [p._version for p in unet.parameters()]
+    with torch.no_grad():
+        p = next(unet.parameters())
+        p.add_(0.0)                                      # changed in place (same values): the key misses
+    assert [q._version for q in unet.parameters()] != unet_copy_version
+    go(red, 5.0, 6, prefix=cache)
+    assert cache.steps_saved == 18
+    kept = go(red, 5.0, 6, prefix=cache, keep=True)      # keep_pred_x0 runs in full (every P_t is returned)
+    assert cache.steps_saved == 18 and len(kept.pred_x0s) == 10
+    with pytest.raises(TypeError, match="prefix must be a guidance.PrefixCache"):
+        go(red, 5.0, 6, prefix={})
+    with pytest.raises(ValueError, match="at must list step indices"):
+        guidance.PrefixCache(at=(0, 3))
+
+    pool = guidance.PrefixCache(at=(3, 7))               # an unguided run stores its state at the listed steps
+    plain = go(red, 0.0, 0, 0, prefix=pool, gen=9)
+    assert pool.steps_saved == 0 and torch.equal(plain.images, go(red, 0.0, 0, 0, gen=9).images)
+    edit = go(blue, 4.0, 5, prefix=pool, gen=9)          # resumes at 3 (the latest stored step <= 5)
+    assert pool.steps_saved == 3 and torch.equal(edit.images, go(blue, 4.0, 5, gen=9).images)
+    again = go(red, 0.0, 0, 0, prefix=pool, gen=9)       # an empty range guides nothing: resumes at 7
+    assert pool.steps_saved == 3 + 7 and torch.equal(again.images, plain.images)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from diffnb import inversion, metrics, world, zoo
+from diffnb import editbench, inversion, metrics, world, zoo
 from diffnb import stylediffusion as S
 
 
@@ -73,6 +73,12 @@ def test_edit_source_branch_reconstructs_and_ablations_run(bundles):
                                                  tau_u=0.5), x_T=inv.x_T, num_inference_steps=6, inverted=True)
     assert torch.allclose(out.source, S.reconstruct(t2i_bundle, inv), atol=1e-3)
     assert (out.target - out.source).abs().mean() > 0.01
+    pairs = [editbench.EditPair("colour", image, c, t, a.background)
+             for image, c, t, a in zip(batch.images, batch.captions, targets, batch.attributes)]
+    cache = attention.EditCache()                       # τ_v is a window too: a slider moving it resumes (same images)
+    S.p2plus_edit(t2i_bundle, inv, pairs, tau_v=0.5, cache=cache)
+    moved = S.p2plus_edit(t2i_bundle, inv, pairs, tau_v=0.7, cache=cache)
+    assert moved.start_step == 3 and torch.equal(moved.target, S.p2plus_edit(t2i_bundle, inv, pairs, tau_v=0.7).target)
     with pytest.raises(ValueError, match="trained for 6 steps"):
         attention.edit(t2i_bundle, S.StyleEdit(t2i_bundle.tokenizer, inv, batch.captions, targets), x_T=inv.x_T,
                        num_inference_steps=5, inverted=True)

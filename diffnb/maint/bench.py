@@ -38,6 +38,7 @@ EXTRA_BENCHMARKS: list[tuple[str, str, Callable[[], float]]] = [
     ("nb08_slider_redraw_s", "s", lambda: guided_edit_timing(batch_size=1, first_step=0)[2]),
     ("attention_control_over_plain", "x", lambda: attention_control_timing()[0]),
     ("nb06_slider_redraw_s", "s", lambda: attention_control_timing(pairs=2, repeats=1)[1]),
+    ("nb06_slider_redraw_tau_u_s", "s", lambda: attention_window_move_seconds()),
     ("stylediffusion_over_null_text_per_step", "x", lambda: stylediffusion_step_ratio()),
     ("rectified_ddim_s_per_image", "s", lambda: rectifier_timing()[0]),          # issue 17 (goal: ratio <= 2)
     ("rectified_over_plain_ddim", "x", lambda: rectifier_timing()[1]),
@@ -279,6 +280,33 @@ def attention_control_timing(pairs: int = 8, num_inference_steps: int = 20, repe
     edit = _best(repeats, lambda: attention.edit(b, ctrl(), x_T=x_T, guidance_scale=5.0,
                                                  num_inference_steps=num_inference_steps))
     return edit / plain, edit
+
+
+def attention_window_move_seconds(pairs: int = 2, num_inference_steps: int = 20) -> float:
+    """Notebook 06's slider when a window moves: τ_u from 0.5 to 0.6 with an `attention.EditCache` holding the
+    drawing at the defaults (τ_c 0.6, τ_s 0.8, τ_u 0.5), so the redraw resumes at step 10 of 20 (of the +0.1 moves
+    from the defaults, the one that recomputes most). Seconds for the move; `attention_control_timing` gives a full
+    redraw (the re-weight and guidance sliders)."""
+    import time
+
+    import torch
+
+    from diffnb import attention, zoo
+    b = zoo.load("toy-t2i")
+    src = ["a smiling person with black hair on a yellow background"] * pairs
+    tgt = ["a smiling person with red hair on a yellow background"] * pairs
+    x_T = torch.randn(pairs, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    cache = attention.EditCache()
+    draw = lambda tau_u: attention.edit(b, attention.Reweight(b.tokenizer, src, tgt, word="smiling", scale=1.0,  # noqa: E731
+                                                              tau_c=0.6, tau_s=0.8, tau_u=tau_u),
+                                        x_T=x_T, guidance_scale=5.0, num_inference_steps=num_inference_steps,
+                                        cache=cache)
+    draw(0.5)
+    start = time.perf_counter()
+    out = draw(0.6)
+    seconds = time.perf_counter() - start
+    assert out.start_step == num_inference_steps // 2, out.start_step
+    return seconds
 
 
 def stylediffusion_step_ratio(n: int = 4, num_inference_steps: int = 20, repeats: int = 3) -> float:
