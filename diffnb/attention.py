@@ -312,10 +312,12 @@ class EditCache:
                 if self.key is not None else "EditCache(empty)")
 
     def resume_point(self, key: tuple, windows: list) -> int:
-        """The step to resume from for a call with this key and these per-step windows (0: nothing to reuse)."""
+        """The step to resume from for a call with this key and these per-step windows (0: nothing to reuse). A call
+        that stopped early (an error, an interrupt) stored fewer latents: never past the last one stored."""
         if self.key is None or not same(self.key, key) or len(windows) != len(self.windows):
             return 0
-        return next((i for i, (a, b) in enumerate(zip(windows, self.windows)) if a != b), len(windows))
+        first = next((i for i, (a, b) in enumerate(zip(windows, self.windows)) if a != b), len(windows))
+        return min(first, len(self.latents) - 1)
 
 
 @torch.no_grad()

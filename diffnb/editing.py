@@ -336,12 +336,17 @@ def hspace_losses(unet, scheduler, delta_h, clip_model, tokenizer, x0, text_src,
 
 def train(unet, scheduler, base_rect, clip_bundle, cfg: EditTrainConfig, progress: bool = False) -> EditRun:
     """Train one edit with `cfg.method` on `cfg.n_images` toy images whose attribute has the source value. Every
-    method takes `cfg.steps` Adam steps (supplement B's schedule). Returns an EditRun (the model in eval mode)."""
+    method takes `cfg.steps` Adam steps (supplement B's schedule). Returns an EditRun (the model in eval mode).
+    Runs on `cfg.num_threads` torch threads (0: torch's setting) and restores the count afterwards."""
+    from .devices import torch_threads
+    with torch_threads(cfg.num_threads or None):
+        return _train(unet, scheduler, base_rect, clip_bundle, cfg, progress)
+
+
+def _train(unet, scheduler, base_rect, clip_bundle, cfg: EditTrainConfig, progress: bool) -> EditRun:
     import copy
     import time
 
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     unet = unet.requires_grad_(False)
     clip_model, tok = clip_bundle.model.requires_grad_(False), clip_bundle.tokenizer

@@ -317,13 +317,18 @@ def train(unet, scheduler, cfg: RectifierTrainConfig, out_dir=None, rect: Option
     decay and a step-decayed lr (supplement B), gradient clipping at 1. World batches come from `training.batches`
     (seed cfg.seed + 5000), augmented with `training.augment`; timesteps uniform over training's 1,000. Writes
     rectifier.safetensors and train_log.json into out_dir (a temporary folder when None) every `save_every` steps
-    and at the end. Returns (rectifier, TrainResult)."""
+    and at the end. Returns (rectifier, TrainResult). Runs on `cfg.num_threads` torch threads (0: torch's setting)
+    and restores the count afterwards."""
+    from .devices import torch_threads
+    with torch_threads(cfg.num_threads or None):
+        return _train(unet, scheduler, cfg, out_dir, rect, progress)
+
+
+def _train(unet, scheduler, cfg: RectifierTrainConfig, out_dir, rect: Optional[Rectifier], progress: bool):
     import tempfile
     from pathlib import Path
 
     from . import fit as training  # the one training loop (diffnb.fit)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     unet = unet.requires_grad_(False)
     rect = rect if rect is not None else new_rectifier(unet, width=cfg.width, sub_width=cfg.sub_width)

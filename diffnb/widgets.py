@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import io
 import time
-from contextlib import contextmanager
 from typing import Callable, Optional
 
+from .devices import torch_threads  # noqa: F401  (importable from here as before)
 from .show import grid_array
 
 
@@ -46,19 +46,6 @@ def _key(sliders) -> tuple:
     return tuple((k, round(s.value, 10) if isinstance(s.value, float) else s.value) for k, s in sliders.items())
 
 
-@contextmanager
-def torch_threads(n: Optional[int]):
-    """Run the block with n torch threads (None: leave torch's setting), then restore the previous count."""
-    import torch
-    before = torch.get_num_threads()
-    if n is not None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"threads must be a positive integer or None, got {n!r}")
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, static: bool = True,
@@ -71,7 +58,11 @@ def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, static: bool
     than it is given) torch's thread pool waits on busy cores far longer than it gains: notebook 03's redraw took
     2.9 s on one thread and 56-117 s on two on a loaded 2-core machine (2026-11-30). On a quiet 2-core machine, in
     the browser suite, one thread against two was 4.0 s against 4.3 (notebook 03), 0.9-1.0 against 1.4 (08), but
-    1.1 against 1.05 (01), 1.4 against 1.1 (02), 4.1-4.9 against 3.5 (05) and 3.0 against 2.2 (06)."""
+    1.1 against 1.05 (01), 1.4 against 1.1 (02), 4.1-4.9 against 3.5 (05) and 3.0 against 2.2 (06). A draw that
+    can reuse its last call's steps does (same images): notebooks 05 and 06 resume a window move at the first step it
+    changes (`attention.EditCache`), notebook 08 a guided draw at t1 (`guidance.PrefixCache`); quiet, one thread, in
+    the browser (2026-11-30): 05 1.9-2.3 s, 06's windows 0.7-1.6 s (its re-weight and guidance sliders change every
+    step: 3.0 s), 08 0.8-1.2 s."""
     import ipywidgets as w
     if not sliders:
         raise ValueError("interactive_grid needs at least one slider, e.g. eta=widgets.slider(0, 1, 0.1, 0, 'η')")

@@ -63,7 +63,6 @@ RUNS = list(editing_eval.RUNS)
 LABEL = {"alg1": "Alg. 1 (ours)", "markovian": "Markovian (DiffusionCLIP)", "markovian-full": "Markovian, full",
          "hspace": "h-space (Asyrp)", "hspace-full": "h-space, full", "unedited source": "unedited source",
          "reconstruction": "reconstruction (no edit)"}
-torch.set_num_threads(2)
 ddpm = zoo.load("toy-ddpm")
 rect = zoo.load("toy-rectifier").model
 clip = zoo.load("toy-clip")
@@ -130,7 +129,7 @@ assert (l_true < l_wrong).all(), f"claim: Eq. 4 prefers the true edit on every i
 # About 100 training images per edit, as in the paper. Below, Alg. 1 trains live for `LIVE_STEPS` steps:
 
 # %%
-live_cfg = editing.EditTrainConfig(edit="smiling", method="alg1", steps=LIVE_STEPS, seed=SEED, num_threads=2)
+live_cfg = editing.EditTrainConfig(edit="smiling", method="alg1", steps=LIVE_STEPS, seed=SEED, num_threads=0)  # 0: torch's threads
 t0 = time.time()
 live = editing.train(ddpm.unet, ddpm.scheduler, rect, clip, live_cfg)
 live_seconds = time.time() - t0

@@ -180,6 +180,8 @@ def test_edit_cache_resumes_a_moved_window_with_the_full_runs_result(bundle, x_T
     assert u.start_step == 0 and torch.equal(u.target, run(None, tau_c=0.6, tau_u=0.3).target)
     assert run(cache, tau_c=0.6, tau_u=0.5).start_step == 3
     assert "resumed at step 3" in repr(cache)
+    del cache.latents[5:], cache.blend_states[5:]      # as a call interrupted at step 4 leaves it
+    assert run(cache, tau_c=0.8, tau_u=0.5).start_step == 4
 
     def reweight(scale, x=x_T, w=5.0):
         return A.edit(bundle, A.Reweight(bundle.tokenizer, SRC, TGT, word="background", scale=scale), x_T=x,

@@ -45,3 +45,23 @@ def test_toy_t2i_samples_on_an_accelerator():
     x = t2i.denoise(bundle, out.x_T.to(dev), t2i.encode_prompt(bundle, ["a cat"]), t2i.null_embedding(bundle, 1),
                     5.0, 3)
     assert x.device.type == dev.type
+
+
+
+def test_training_restores_the_thread_count(monkeypatch):
+    """editing.train and rectifier.train run on cfg.num_threads and give the previous count back, so a notebook's
+    later cells keep the threads their environment gave them (devices.torch_threads)."""
+    from diffnb import editing, rectifier
+    seen = []
+    monkeypatch.setattr(rectifier, "_train", lambda *a, **k: seen.append(torch.get_num_threads()))
+    monkeypatch.setattr(editing, "_train", lambda *a, **k: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    target = 2 if before == 1 else 1
+    rectifier.train(None, None, rectifier.RectifierTrainConfig(num_threads=target))
+    editing.train(None, None, None, None, editing.EditTrainConfig(edit="smiling", num_threads=target))
+    editing.train(None, None, None, None, editing.EditTrainConfig(edit="smiling", num_threads=0))
+    assert seen == [target, target, before] and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        with devices.torch_threads(0):
+            pass
+    assert torch.get_num_threads() == before

@@ -53,3 +53,15 @@ def test_every_widget_output_has_a_static_picture(path):
     assert not bare, (f"{path.name}: cells {bare} show a widget with no static picture; draw the default "
                       f"position with `diffnb.widgets.interactive_grid` (it saves one) and run "
                       f"`make notebook NB={path.name[:2]}`")
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
+def test_notebook_leaves_torchs_thread_count_alone(path):
+    """A notebook runs on the threads its environment gives torch (OMP_NUM_THREADS; CI and nbval set one): notebooks
+    03 and 04 used to set two themselves, and beside another process a two-thread notebook ran for over 13 minutes
+    instead of about one (2026-11-30). Library calls that pick a count restore it (`devices.torch_threads`)."""
+    import re
+    text = path.read_text()
+    found = re.findall(r"set_num_threads\(|num_threads\s*=\s*[1-9]", text)
+    assert not found, (f"{path.name} sets torch's thread count ({found}); leave it to the environment "
+                       f"(OMP_NUM_THREADS), or pass num_threads=0 to a training config")
