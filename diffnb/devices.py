@@ -5,9 +5,8 @@
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
-from typing import Optional, Union
+from typing import Union
 
 import torch
 
@@ -75,18 +74,3 @@ class Bundle:
                 return p.device
         return torch.device("cpu")
 
-
-@contextmanager
-def torch_threads(n: Optional[int]):
-    """Run the block with n torch threads (None: leave torch's setting), then restore the previous count. Library
-    calls that pick a thread count (training, slider redraws) use this, so that none changes the count for the code
-    after it."""
-    before = torch.get_num_threads()
-    if n is not None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"threads must be a positive integer or None, got {n!r}")
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

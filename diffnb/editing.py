@@ -338,7 +338,7 @@ def train(unet, scheduler, base_rect, clip_bundle, cfg: EditTrainConfig, progres
     """Train one edit with `cfg.method` on `cfg.n_images` toy images whose attribute has the source value. Every
     method takes `cfg.steps` Adam steps (supplement B's schedule). Returns an EditRun (the model in eval mode).
     Runs on `cfg.num_threads` torch threads (0: torch's setting) and restores the count afterwards."""
-    from .devices import torch_threads
+    from .threads import torch_threads
     with torch_threads(cfg.num_threads or None):
         return _train(unet, scheduler, base_rect, clip_bundle, cfg, progress)
 

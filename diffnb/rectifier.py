@@ -319,7 +319,7 @@ def train(unet, scheduler, cfg: RectifierTrainConfig, out_dir=None, rect: Option
     rectifier.safetensors and train_log.json into out_dir (a temporary folder when None) every `save_every` steps
     and at the end. Returns (rectifier, TrainResult). Runs on `cfg.num_threads` torch threads (0: torch's setting)
     and restores the count afterwards."""
-    from .devices import torch_threads
+    from .threads import torch_threads
     with torch_threads(cfg.num_threads or None):
         return _train(unet, scheduler, cfg, out_dir, rect, progress)
 

@@ -13,8 +13,8 @@ import io
 import time
 from typing import Callable, Optional
 
-from .devices import torch_threads  # noqa: F401  (importable from here as before)
 from .show import grid_array
+from .threads import torch_threads  # noqa: F401  (importable from here as before)
 
 
 def slider(lo: float, hi: float, step: float, value: float, description: str):

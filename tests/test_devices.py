@@ -50,8 +50,8 @@ def test_toy_t2i_samples_on_an_accelerator():
 
 def test_training_restores_the_thread_count(monkeypatch):
     """editing.train and rectifier.train run on cfg.num_threads and give the previous count back, so a notebook's
-    later cells keep the threads their environment gave them (devices.torch_threads)."""
-    from diffnb import editing, rectifier
+    later cells keep the threads their environment gave them (threads.torch_threads)."""
+    from diffnb import editing, rectifier, threads
     seen = []
     monkeypatch.setattr(rectifier, "_train", lambda *a, **k: seen.append(torch.get_num_threads()))
     monkeypatch.setattr(editing, "_train", lambda *a, **k: seen.append(torch.get_num_threads()))
@@ -62,6 +62,6 @@ def test_training_restores_the_thread_count(monkeypatch):
     editing.train(None, None, None, None, editing.EditTrainConfig(edit="smiling", num_threads=0))
     assert seen == [target, target, before] and torch.get_num_threads() == before
     with pytest.raises(ValueError, match="threads must be a positive integer"):
-        with devices.torch_threads(0):
+        with threads.torch_threads(0):
             pass
     assert torch.get_num_threads() == before

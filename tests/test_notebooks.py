@@ -59,7 +59,7 @@ def test_every_widget_output_has_a_static_picture(path):
 def test_notebook_leaves_torchs_thread_count_alone(path):
     """A notebook runs on the threads its environment gives torch (OMP_NUM_THREADS; CI and nbval set one): notebooks
     03 and 04 used to set two themselves, and beside another process a two-thread notebook ran for over 13 minutes
-    instead of about one (2026-11-30). Library calls that pick a count restore it (`devices.torch_threads`)."""
+    instead of about one (2026-11-30). Library calls that pick a count restore it (`threads.torch_threads`)."""
     import re
     text = path.read_text()
     found = re.findall(r"set_num_threads\(|num_threads\s*=\s*[1-9]", text)
