@@ -263,16 +263,18 @@ class PrefixCache:
         return self.runs[-1][1]
 
 
-def _generator_states(generator):
-    if generator is None:
-        return None
-    return [generator.get_state()] if isinstance(generator, torch.Generator) else [g.get_state() for g in generator]
+def _generator_list(generator) -> list:
+    """The generators of a run as a list (none, one, or one per image)."""
+    return [] if generator is None else [generator] if isinstance(generator, torch.Generator) else list(generator)
+
+
+def _generator_states(generator) -> list:
+    return [g.get_state() for g in _generator_list(generator)]
 
 
 def _restore_generators(generator, states) -> None:
-    if generator is not None:
-        for g, st in zip([generator] if isinstance(generator, torch.Generator) else generator, states):
-            g.set_state(st)
+    for g, st in zip(_generator_list(generator), states):
+        g.set_state(st)
 
 
 @torch.no_grad()
