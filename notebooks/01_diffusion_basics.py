@@ -234,8 +234,9 @@ display(Markdown(
     f"Move the sliders: η blends DDIM into DDPM, and fewer steps trade quality for speed. The same seed starts every "
     f"picture from the same $\\mathbf x_T$, so at η = 0 the faces stay the same people as the step count changes "
     f"(10 and 20 steps differ by {drift[0.0]:.3f} per pixel on average), while η > 0 injects fresh noise at every step "
-    f"and they drift (η = 1: {drift[1.0]:.3f}). Four images and at most 30 steps keep each redraw short "
-    f"(`python -m diffnb.bench` measures it); every setting you visit is cached.\n\n"
+    f"and they drift (η = 1: {drift[1.0]:.3f}). The cell draws all 30 settings of the two sliders when it runs "
+    f"(four images each, at most 30 steps; the status line under the picture gives the time it took), so a move "
+    f"only swaps pictures.\n\n"
     f"η changes more than sharpness. Over 256 samples (toy-ddpm's card, written by `python -m diffnb.zoo install`), "
     f"deterministic DDIM draws a white background for {white0:.1%} of the images and a yellow one for {yellow0:.1%}, "
     f"where the world has {white_w:.0%} each; with η = 1 the same model draws {white1:.1%} and {yellow1:.1%}, and every "
@@ -258,7 +259,7 @@ assert gap[1] <= 0.10 < gap[0], (
 # NBVAL_IGNORE_OUTPUT
 widgets.interactive_grid(lambda eta, steps: draw(eta, steps, n=4), nrow=4,
                          eta=widgets.slider(0.0, 1.0, 0.25, ETA, "η"),
-                         steps=widgets.int_slider(5, 30, 5, 20, "steps"))
+                         steps=widgets.int_slider(5, 30, 5, 20, "steps"), precompute=True)
 
 # %% [markdown]
 # ## 5. $\mathbf P_t$ and $\mathbf D_t$ along the trajectory

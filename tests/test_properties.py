@@ -221,3 +221,34 @@ def test_a_redraw_runs_on_one_torch_thread_and_its_status_says_how_long_it_took(
     with pytest.raises(ValueError, match="positive integer or None"):
         with widgets.torch_threads(0):
             pass
+
+
+def test_a_precomputed_grid_draws_every_setting_once_and_moves_only_swap_pictures():
+    """interactive_grid(precompute=True) (notebook 01): every setting drawn when the cell runs, each once; a move
+    draws nothing and its status says what the grid cost; a grid too large, or a widget with no list of values,
+    is refused with what is accepted."""
+    import ipywidgets as ipw
+
+    from diffnb import widgets
+    seen = []
+
+    def draw(eta, steps, ddim):
+        seen.append((eta, steps, ddim))
+        return torch.full((1, 3, 4, 4), eta + steps / 10 - ddim)
+
+    eta, steps, ddim = widgets.slider(0.0, 1.0, 0.25, 0.0, "η"), widgets.int_slider(5, 15, 5, 10, "steps"), \
+        widgets.checkbox(True, "DDIM")
+    box = widgets.interactive_grid(draw, static=False, precompute=True, eta=eta, steps=steps, ddim=ddim)
+    assert sorted(seen) == sorted((e, s, d) for e in (0.0, 0.25, 0.5, 0.75, 1.0) for s in (5, 10, 15)
+                                  for d in (False, True))
+    image, status = box.children[-2], box.children[-1]
+    first = image.value
+    assert status.value.startswith("eta = 0.0, steps = 10, ddim = True (precomputed with the other 29 settings")
+    eta.value = 0.5 + 0.25
+    steps.value = 15
+    assert len(seen) == 30 and image.value != first and "steps = 15" in status.value and "s in all" in status.value
+    with pytest.raises(ValueError, match="would draw 101 settings; at most 64"):
+        widgets.interactive_grid(draw, static=False, precompute=True, eta=widgets.slider(0.0, 1.0, 0.01, 0.0, "η"))
+    with pytest.raises(TypeError, match="cannot list the values of a Text"):
+        widgets.interactive_grid(draw, static=False, precompute=True, eta=ipw.Text("a"))
+    assert widgets.slider_values(widgets.dropdown(("toy", "photo"), "toy", "domain")) == ["toy", "photo"]
