@@ -80,8 +80,8 @@ def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, static: bool
     1.1 against 1.05 (01), 1.4 against 1.1 (02), 4.1-4.9 against 3.5 (05) and 3.0 against 2.2 (06). A draw that
     can reuse its last call's steps does (same images): notebooks 05 and 06 resume a window move at the first step it
     changes (`attention.EditCache`), notebook 08 a guided draw at t1 (`guidance.PrefixCache`); quiet, one thread, in
-    the browser (2026-11-30): 05 1.9-2.3 s, 06's windows 0.7-1.6 s (its re-weight and guidance sliders change every
-    step: 3.0 s), 08 0.8-1.2 s; notebook 01, precomputed (below), 0.19 s.
+    the browser (2026-11-30): 05 1.7-2.2 s, 06's windows 0.7-1.5 s (its re-weight and guidance sliders change every
+    step: 2.9-3.1 s), 08 0.65-0.82 s; notebook 01, precomputed (below), 0.18-0.22 s.
 
     precompute=True draws every setting when the cell runs (at most MAX_PRECOMPUTED), with a progress bar, so that
     every move only swaps pictures; the status line gives what that cost. It suits a small grid of cheap draws
