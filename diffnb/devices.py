@@ -73,4 +73,3 @@ class Bundle:
             for p in m.parameters():
                 return p.device
         return torch.device("cpu")
-

@@ -50,8 +50,6 @@ def _key(sliders) -> tuple:
     return tuple((k, round(s.value, 10) if isinstance(s.value, float) else s.value) for k, s in sliders.items())
 
 
-
-
 def slider_values(s) -> list:
     """Every value a slider, checkbox or dropdown can take, as `_key` reports it (floats rounded to 10 decimals)."""
     import ipywidgets as w
@@ -81,7 +79,7 @@ def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, static: bool
     can reuse its last call's steps does (same images): notebooks 05 and 06 resume a window move at the first step it
     changes (`attention.EditCache`), notebook 08 a guided draw at t1 (`guidance.PrefixCache`); quiet, one thread, in
     the browser (2026-11-30): 05 1.7-2.2 s, 06's windows 0.7-1.5 s (its re-weight and guidance sliders change every
-    step: 2.9-3.1 s), 08 0.65-0.82 s; notebook 01, precomputed (below), 0.18-0.22 s.
+    step: 2.9-3.1 s), 08 0.65-0.82 s; notebook 01, precomputed (below), 0.17-0.27 s.
 
     precompute=True draws every setting when the cell runs (at most MAX_PRECOMPUTED), with a progress bar, so that
     every move only swaps pictures; the status line gives what that cost. It suits a small grid of cheap draws
@@ -91,16 +89,18 @@ def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, static: bool
     if not sliders:
         raise ValueError("interactive_grid needs at least one slider, e.g. eta=widgets.slider(0, 1, 0.1, 0, 'η')")
     cache, spent = {}, {}
-    grid = None
+    key, grid = _key(sliders), {}             # grid: the precomputed settings, in the sliders' order
     if precompute:
         names = list(sliders)
-        grid = list(itertools.product(*(slider_values(sliders[k]) for k in names)))
+        grid = dict.fromkeys(tuple(zip(names, v))
+                             for v in itertools.product(*(slider_values(sliders[k]) for k in names)))
         if len(grid) > MAX_PRECOMPUTED:
             raise ValueError(f"precompute=True would draw {len(grid)} settings; at most {MAX_PRECOMPUTED} are "
                              f"accepted (use coarser slider steps, or precompute=False to draw on each move)")
+        if key not in grid:
+            raise ValueError(f"the sliders' starting position {key} is not on their grid of values")
     image = w.Image(format="png")
     status = w.Label()
-    start_key, _images = _key(sliders), {}
 
     def drawn(key):
         start = time.perf_counter()
@@ -108,8 +108,6 @@ def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, static: bool
             images = draw(**dict(key))
         spent[key] = time.perf_counter() - start
         cache[key] = _png(images, nrow, scale)
-        if key == start_key:
-            _images[key] = images
         return images
 
     def update(_=None, first: bool = False):
@@ -118,27 +116,18 @@ def interactive_grid(draw: Callable, nrow: int = 8, scale: int = 4, static: bool
         if key not in cache:
             drawn(key)
         image.value = cache[key]
-        if grid is not None and key in grid_keys:
-            how = (f" (precomputed with the other {len(grid_keys) - 1} settings when the cell ran: "
-                   f"{sum(spent[k] for k in grid_keys):.1f} s in all, this one {spent[key]:.2f} s)")
+        if key in grid:
+            how = (f" (precomputed with the other {len(grid) - 1} settings when the cell ran: "
+                   f"{sum(spent[k] for k in grid):.1f} s in all, this one {spent[key]:.2f} s)")
         else:
             how = " (cached)" if was_cached else f" (drawn in {spent[key]:.1f} s)"
         status.value = ", ".join(f"{k} = {v}" for k, v in key) + how
 
     for s in sliders.values():
         s.observe(update, names="value")
-    key = _key(sliders)
-    grid_keys = set()
-    if grid is not None:
-        for values in bar(grid, desc="drawing every slider setting"):
-            k = tuple(zip(names, values))
-            drawn(k)
-            grid_keys.add(k)
-        if key not in grid_keys:
-            raise ValueError(f"the sliders' starting position {key} is not on their grid of values")
-        images = _images[key]
-    else:
-        images = drawn(key)
+    images = drawn(key)
+    for k in bar([k for k in grid if k != key], desc="drawing every slider setting"):
+        drawn(k)
     if static:
         static_picture(images, nrow, "Static picture of the default position (" +
                        ", ".join(f"{k} = {v}" for k, v in key) + "); run the notebook to move the sliders.")
